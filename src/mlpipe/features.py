@@ -1,0 +1,297 @@
+"""The fitted preprocessing: raw records in, a float32 feature matrix out.
+
+One code path from training to serving (house style, point 8): ``preprocess`` fits a
+:class:`Preprocessor` on the training split and saves it as plain JSON (no pickle, nothing that runs
+on load); ``train``, ``evaluate`` and the packaged model apply the same object with
+:func:`transform`. Which columns are numeric, categorical, cyclical or derived comes from params.
+
+Feature order: scaled numeric columns, scaled derived columns, the sin/cos pair of each cyclical
+column, then one indicator per category level of each categorical column.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipe.errors import PipelineError
+from mlpipe.params import PreprocessParams
+
+FORMAT_VERSION = 1
+
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+
+
+def parse_expression(name: str, text: str) -> ast.Expression:
+    """Parse a derived feature's formula: column names, numbers, ``+ - * /`` and brackets only.
+
+    Raises:
+        PipelineError: naming the feature, if the formula uses anything else.
+    """
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise PipelineError(f"preprocess.derived.{name}: cannot parse {text!r}") from None
+    for node in ast.walk(tree):
+        allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, *_BINARY, *_UNARY)
+        is_number = isinstance(node, ast.Constant) and type(node.value) in (int, float)
+        if not (isinstance(node, allowed) or is_number):
+            raise PipelineError(
+                f"preprocess.derived.{name}: {ast.unparse(node) or type(node).__name__!r} is not"
+                " allowed (use column names, numbers, + - * / and brackets)"
+            )
+    return tree
+
+
+def expression_columns(name: str, text: str) -> list[str]:
+    """The column names a derived feature's formula reads, in first-use order."""
+    names = [n.id for n in ast.walk(parse_expression(name, text)) if isinstance(n, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def evaluate_expression(name: str, text: str, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Compute a derived feature from float64 column arrays."""
+
+    def walk(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.BinOp):
+            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp):
+            return _UNARY[type(node.op)](walk(node.operand))
+        if isinstance(node, ast.Name):
+            return columns[node.id]
+        return float(node.value)  # type: ignore[attr-defined]
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = walk(parse_expression(name, text))
+    return np.broadcast_to(np.asarray(result, dtype=np.float64), (len(next(iter(columns.values()))),))
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Everything needed to turn raw records into model inputs, learned on the training split.
+
+    Attributes:
+        target: The target column.
+        numeric: Numeric input columns, scaled.
+        derived: Derived feature name -> formula over raw columns, then scaled.
+        mean: Training-split mean of each numeric and derived feature.
+        scale: Training-split standard deviation (1 where it is 0) of the same.
+        cyclical: Column -> (period, level -> position) for sin/cos encoding.
+        categories: Column -> levels seen in training, in indicator order.
+        unknown_category: ``"ignore"`` (all indicators 0) or ``"error"``.
+    """
+
+    target: str
+    numeric: list[str]
+    derived: dict[str, str]
+    mean: dict[str, float]
+    scale: dict[str, float]
+    cyclical: dict[str, dict[str, Any]]
+    categories: dict[str, list[str]]
+    unknown_category: str
+    version: int = field(default=FORMAT_VERSION)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The raw columns :func:`transform` reads."""
+        used = list(self.numeric)
+        for name, text in self.derived.items():
+            used += expression_columns(name, text)
+        return list(dict.fromkeys([*used, *self.cyclical, *self.categories]))
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the output columns, in order."""
+        names = [*self.numeric, *self.derived]
+        for column in self.cyclical:
+            names += [f"{column}_sin", f"{column}_cos"]
+        for column, levels in self.categories.items():
+            names += [f"{column}={level}" for level in levels]
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form; :meth:`from_dict` reverses it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises:
+            PipelineError: if the data is not a preprocessor of this format version.
+        """
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            raise PipelineError(f"not a version-{FORMAT_VERSION} preprocessor file")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise PipelineError(f"malformed preprocessor file: {exc}") from None
+
+
+def check_roles(columns: list[str], params: PreprocessParams) -> None:
+    """Check that every column a role names exists in the table and derived formulas are valid.
+
+    Raises:
+        PipelineError: naming the params key and the missing column.
+    """
+    present = set(columns)
+    roles = {
+        "target": [params.target],
+        "group": [params.group],
+        "ids": params.ids,
+        "numeric": params.numeric,
+        "categorical": params.categorical,
+        "cyclical": list(params.cyclical),
+    }
+    for role, names in roles.items():
+        for name in names:
+            if name not in present:
+                raise PipelineError(
+                    f"preprocess.{role}: column {name!r} is not in the data (columns: {', '.join(columns)})"
+                )
+    for name, text in params.derived.items():
+        if name in present:
+            raise PipelineError(f"preprocess.derived.{name}: a column of that name already exists")
+        for column in expression_columns(name, text):
+            if column not in present:
+                raise PipelineError(f"preprocess.derived.{name}: column {column!r} is not in the data")
+
+
+def _float_columns(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        try:
+            values = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+        except (ValueError, TypeError):
+            raise PipelineError(f"column {name!r} must be numeric") from None
+        missing = np.flatnonzero(~np.isfinite(values))
+        if len(missing):
+            raise PipelineError(
+                f"column {name!r} has {len(missing)} missing or non-finite values (first at row {missing[0]})"
+            )
+        out[name] = values
+    return out
+
+
+def _derived(frame: pd.DataFrame, derived: dict[str, str]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, text in derived.items():
+        values = evaluate_expression(name, text, _float_columns(frame, expression_columns(name, text)))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise PipelineError(
+                f"derived feature {name!r} = {text} is not finite in {len(bad)} rows (first at row {bad[0]})"
+            )
+        out[name] = values
+    return out
+
+
+def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
+    """Learn scaling statistics and category levels from the training split.
+
+    Raises:
+        PipelineError: if a declared column is missing, non-numeric where numeric is needed, or empty.
+    """
+    check_roles(list(frame.columns), params)
+    if frame.empty:
+        raise PipelineError("the training split is empty")
+    values = {**_float_columns(frame, params.numeric), **_derived(frame, params.derived)}
+    mean = {name: float(np.mean(v)) for name, v in values.items()}
+    scale = {name: float(np.std(v)) or 1.0 for name, v in values.items()}
+    categories = {}
+    for name in params.categorical:
+        levels = sorted(frame[name].dropna().astype("str").unique().tolist())
+        if not levels:
+            raise PipelineError(f"categorical column {name!r} has no values in the training split")
+        categories[name] = levels
+    cyclical = {}
+    for name, spec in params.cyclical.items():
+        unknown = sorted(set(frame[name].dropna().astype("str")) - set(spec.values))
+        if unknown:
+            raise PipelineError(f"preprocess.cyclical.{name}.values has no position for {unknown[0]!r}")
+        cyclical[name] = {"period": spec.period, "values": dict(spec.values)}
+    return Preprocessor(
+        target=params.target,
+        numeric=list(params.numeric),
+        derived=dict(params.derived),
+        mean=mean,
+        scale=scale,
+        cyclical=cyclical,
+        categories=categories,
+        unknown_category=params.unknown_category,
+    )
+
+
+def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
+    """Apply a fitted preprocessor to raw records.
+
+    Returns:
+        A float32 matrix with one row per record and ``len(prep.feature_names)`` columns.
+
+    Raises:
+        PipelineError: naming the column, for a missing column, a non-numeric or missing value, a
+            non-finite derived value, a cyclical level without a position, or an unknown category
+            when the policy is ``"error"``.
+    """
+    missing = [c for c in prep.input_columns if c not in frame.columns]
+    if missing:
+        raise PipelineError(f"column {missing[0]!r} is missing")
+    n = len(frame)
+    values = {**_float_columns(frame, prep.numeric), **_derived(frame, prep.derived)}
+    blocks = [
+        np.column_stack([(values[k] - prep.mean[k]) / prep.scale[k] for k in values])
+        if values
+        else np.empty((n, 0))
+    ]
+    for name, spec in prep.cyclical.items():
+        position = frame[name].astype("str").map(spec["values"])
+        unknown = np.flatnonzero(position.isna().to_numpy())
+        if len(unknown):
+            raise PipelineError(
+                f"column {name!r} has unknown level {frame[name].iloc[unknown[0]]!r} at row {unknown[0]}"
+            )
+        angle = 2 * math.pi * position.to_numpy(dtype=np.float64) / spec["period"]
+        blocks.append(np.column_stack([np.sin(angle), np.cos(angle)]))
+    for name, levels in prep.categories.items():
+        codes = pd.Categorical(frame[name].astype("str"), categories=levels).codes
+        if prep.unknown_category == "error":
+            unknown = np.flatnonzero(codes < 0)
+            if len(unknown):
+                raise PipelineError(
+                    f"column {name!r} has unknown category {frame[name].iloc[unknown[0]]!r}"
+                    f" at row {unknown[0]}"
+                )
+        onehot = np.zeros((n, len(levels)))
+        known = codes >= 0
+        onehot[np.flatnonzero(known), codes[known]] = 1.0
+        blocks.append(onehot)
+    return np.hstack(blocks).astype(np.float32)
+
+
+def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
+    """The target column as float32.
+
+    Raises:
+        PipelineError: if it is missing or has missing values.
+    """
+    if prep.target not in frame.columns:
+        raise PipelineError(f"target column {prep.target!r} is missing")
+    return _float_columns(frame, [prep.target])[prep.target].astype(np.float32)

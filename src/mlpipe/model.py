@@ -1,0 +1,66 @@
+"""The Keras network: a factory that returns it compiled and untrained, and byte-stable save/load.
+
+Saved as two files: the architecture as Keras JSON config and the weights as ``.weights.h5``.
+Unlike a ``.keras`` zip, neither embeds a save timestamp, so retraining with the same seed gives
+identical bytes and an identical ``dvc.lock``; and neither holds code that runs on load.
+Importing this module imports TensorFlow (seconds): only ``train`` and ``evaluate`` use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mlpipe.params import TrainParams
+
+ARCHITECTURE = "model.json"
+WEIGHTS = "model.weights.h5"
+
+
+def build_model(n_features: int, params: TrainParams) -> keras.Model:
+    """A compiled, untrained MLP regressor: Dense blocks with dropout, then a linear output.
+
+    Args:
+        n_features: Width of the preprocessed input.
+        params: Layer sizes, dropout rates, activation and learning rate.
+    """
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = inputs
+    for i, (units, rate) in enumerate(zip(params.units, params.dropout, strict=True)):
+        x = keras.layers.Dense(units, activation=params.activation, name=f"dense_{i}")(x)
+        if rate > 0:
+            x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
+    outputs = keras.layers.Dense(1, name="prediction")(x)
+    model = keras.Model(inputs, outputs, name="study_time")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
+        loss="mse",
+        metrics=["mae"],
+    )
+    return model
+
+
+def save_model(model: keras.Model, folder: str | os.PathLike[str]) -> None:
+    """Write the architecture and weights into ``folder`` (which must exist)."""
+    Path(folder, ARCHITECTURE).write_text(
+        json.dumps(json.loads(model.to_json()), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    model.save_weights(Path(folder, WEIGHTS))
+
+
+def load_model(folder: str | os.PathLike[str]) -> keras.Model:
+    """Rebuild a model saved by :func:`save_model` (no optimizer state; for inference)."""
+    config = Path(folder, ARCHITECTURE).read_text(encoding="utf-8")
+    model = keras.models.model_from_json(config)
+    model.load_weights(Path(folder, WEIGHTS))
+    return model
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """Predictions as a flat float32 array, in batches, without Keras' per-call overhead."""
+    out = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).reshape(-1).astype(np.float32) if out else np.empty(0, np.float32)

@@ -1,0 +1,264 @@
+"""Loading ``params.yaml`` into frozen, typed sections that fail loudly.
+
+Every section is a frozen pydantic model that forbids unknown keys and has no silent defaults for
+what changes results, so a typo such as ``dvc exp run -S train.learning_rat=0.1`` (which DVC itself
+accepts, treeverse/dvc#5477) stops the stage at start-up with the key's full name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from mlpipe.errors import PipelineError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(_Section):
+    """Settings shared by every stage."""
+
+    seed: int
+
+
+class SimulateParams(_Section):
+    """Size and noise of the built-in demo data."""
+
+    n_students: int
+    n_topics: int
+    n_sessions: int
+    noise_sd: float
+    start_date: str
+    days: int
+
+    @model_validator(mode="after")
+    def _positive(self) -> SimulateParams:
+        for name in ("n_students", "n_topics", "n_sessions", "days"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not self.noise_sd >= 0:
+            raise ValueError("noise_sd must be >= 0")
+        return self
+
+
+class IngestParams(_Section):
+    """Where the raw table comes from: a SQLAlchemy URL (no password) and a query."""
+
+    url: str
+    query: str
+
+
+class ColumnRule(_Section):
+    """The data contract of one column of the raw table."""
+
+    dtype: Literal["int", "float", "str", "date"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnRule:
+        if self.allowed is not None and self.dtype != "str":
+            raise ValueError("allowed applies only to dtype str")
+        if (self.min is not None or self.max is not None) and self.dtype not in ("int", "float"):
+            raise ValueError("min/max apply only to dtype int or float")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class ValidateParams(_Section):
+    """The schema the raw snapshot must meet, and how many bad rows are tolerated."""
+
+    max_invalid_share: float
+    columns: dict[str, ColumnRule]
+
+    @field_validator("max_invalid_share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError("must be in [0, 1)")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _some_columns(cls, value: dict[str, ColumnRule]) -> dict[str, ColumnRule]:
+        if not value:
+            raise ValueError("declare at least one column")
+        return value
+
+
+class CyclicalFeature(_Section):
+    """A categorical that lives on a circle (hour of day): each level maps to a position."""
+
+    period: float
+    values: dict[str, float]
+
+
+class PreprocessParams(_Section):
+    """Column roles, derived features, the split, and the unknown-category policy."""
+
+    target: str
+    group: str
+    ids: list[str]
+    numeric: list[str]
+    categorical: list[str]
+    cyclical: dict[str, CyclicalFeature]
+    derived: dict[str, str]
+    val_share: float
+    test_share: float
+    unknown_category: Literal["ignore", "error"]
+
+    @model_validator(mode="after")
+    def _roles(self) -> PreprocessParams:
+        if not (0 < self.val_share < 1 and 0 < self.test_share < 1):
+            raise ValueError("val_share and test_share must be in (0, 1)")
+        if self.val_share + self.test_share >= 0.9:
+            raise ValueError("val_share + test_share leaves under 10% of students for training")
+        seen: dict[str, str] = {}
+        roles = {
+            "target": [self.target],
+            "ids": self.ids,
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "cyclical": list(self.cyclical),
+            "derived": list(self.derived),
+        }
+        for role, names in roles.items():
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"column {name!r} is declared both {seen[name]} and {role}")
+                seen[name] = role
+        if not (self.numeric or self.categorical or self.cyclical or self.derived):
+            raise ValueError("declare at least one feature column")
+        return self
+
+
+class TrainParams(_Section):
+    """The network, its optimiser and its training schedule."""
+
+    units: list[int]
+    dropout: list[float]
+    activation: Literal["relu", "gelu", "tanh", "elu"]
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    patience: int
+    lr_factor: float
+    lr_patience: int
+    min_lr: float
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainParams:
+        if not self.units or any(u < 1 for u in self.units):
+            raise ValueError("units must be a non-empty list of positive layer sizes")
+        if len(self.dropout) != len(self.units):
+            raise ValueError(f"dropout has {len(self.dropout)} entries but units has {len(self.units)}")
+        if any(not 0 <= d < 1 for d in self.dropout):
+            raise ValueError("each dropout rate must be in [0, 1)")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError("learning_rate must be positive")
+        if not 0 < self.min_lr < self.learning_rate:
+            raise ValueError(
+                f"min_lr ({self.min_lr}) must be below learning_rate ({self.learning_rate}),"
+                " or ReduceLROnPlateau can never act"
+            )
+        if not 0 < self.lr_factor < 1:
+            raise ValueError("lr_factor must be in (0, 1)")
+        if self.batch_size < 1 or self.epochs < 1 or self.patience < 1 or self.lr_patience < 1:
+            raise ValueError("batch_size, epochs, patience and lr_patience must be at least 1")
+        return self
+
+
+class HistGradientBoostingParams(_Section):
+    """The gradient-boosting baseline's hyperparameters."""
+
+    max_iter: int
+    learning_rate: float
+    max_leaf_nodes: int
+
+
+class EvaluateParams(_Section):
+    """Baselines and diagnostics computed on the test split."""
+
+    linear_alpha: float
+    hgb: HistGradientBoostingParams
+    permutation_repeats: int
+
+    @field_validator("permutation_repeats")
+    @classmethod
+    def _repeats(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class Params:
+    """All of ``params.yaml`` (a dataclass, since ``validate`` would shadow a BaseModel method)."""
+
+    base: BaseParams
+    simulate: SimulateParams
+    ingest: IngestParams
+    validate: ValidateParams
+    preprocess: PreprocessParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            parts.append(f"unknown key {key!r}")
+        elif item["type"] in ("missing", "missing_argument"):
+            parts.append(f"missing key {key!r}")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            parts.append(f"{key or 'params'}: {message}" if key else message)
+    return "; ".join(parts)
+
+
+def parse_params(data: object, source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping.
+
+    Raises:
+        PipelineError: naming every unknown, missing or invalid key.
+    """
+    try:
+        return TypeAdapter(Params).validate_python(data)
+    except ValidationError as exc:
+        raise PipelineError(f"{source}: {_describe(exc)}") from None
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``.
+
+    Raises:
+        PipelineError: if the file is missing, is not YAML, or has an unknown, missing or invalid key.
+    """
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"params file not found: {file}") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
+    return parse_params(data, str(file))

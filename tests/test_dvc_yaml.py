@@ -1,0 +1,76 @@
+"""dvc.yaml is the map of the project: check it against the code it runs."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from mlpipe.params import Params
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "mlpipe"
+
+
+def mlpipe_imports(module: str) -> set[str]:
+    """The mlpipe modules ``module`` imports, directly or through other mlpipe modules."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "mlpipe":
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlpipe."):
+                todo.append(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("mlpipe.")]
+    return seen
+
+
+def stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_each_stage_runs_its_own_module_and_depends_on_exactly_the_code_it_imports():
+    for name, stage in stages().items():
+        assert stage["cmd"].split()[:3] == ["python", "-m", f"mlpipe.{name}"], name
+        code_deps = {Path(d).stem for d in stage["deps"] if d.startswith("src/")}
+        assert code_deps == mlpipe_imports(name), f"stage {name}: deps differ from its imports"
+
+
+def test_stage_params_are_whole_sections_named_after_stages():
+    sections = set(Params.__dataclass_fields__)
+    for name, stage in stages().items():
+        assert name in sections, f"no params section for stage {name}"
+        assert set(stage["params"]) <= sections
+        assert name in stage["params"], f"stage {name} does not depend on its own params section"
+        assert all("." not in p for p in stage["params"]), f"{name} depends on single keys"
+
+
+def test_every_path_argument_is_declared_as_dep_or_out():
+    for name, stage in stages().items():
+        words = stage["cmd"].split()
+        paths = [words[i + 1] for i, w in enumerate(words) if w.startswith("--") and i + 1 < len(words)]
+        declared = set(stage.get("deps", []))
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage.get(key, []):
+                declared |= set(entry) if isinstance(entry, dict) else {entry}
+        for path in paths:
+            covered = any(
+                path == d or path.startswith(d.rstrip("/") + "/") or d.startswith(path + "/")
+                for d in declared
+            )
+            assert covered, f"stage {name}: {path} is neither a dep nor an out"
+
+
+def test_no_path_literals_in_stage_code():
+    for name in stages():
+        source = (PACKAGE / f"{name}.py").read_text()
+        for literal in ("data/", "models/", "metrics/"):
+            assert literal not in source, f"{name}.py holds a path; paths belong in dvc.yaml"

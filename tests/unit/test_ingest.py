@@ -1,0 +1,90 @@
+import sqlite3
+
+import pandas as pd
+import pytest
+import yaml
+
+from mlpipe import ingest
+from mlpipe.errors import PipelineError
+from mlpipe.stage import run
+
+
+def test_url_refuses_password_and_takes_it_from_environment():
+    with pytest.raises(PipelineError, match="must not contain a password.*MLPIPE_DB_PASSWORD"):
+        ingest.database_url("postgresql://analyst:hunter2@db.example/lms", environ={})
+    url = ingest.database_url("postgresql://analyst@db.example/lms", environ={"MLPIPE_DB_PASSWORD": "s3cret"})
+    assert url.password == "s3cret"
+    assert "s3cret" not in url.render_as_string(hide_password=True)
+
+
+def test_url_errors_are_specific(tmp_path):
+    with pytest.raises(PipelineError, match="not a valid SQLAlchemy URL"):
+        ingest.database_url("not a url", environ={})
+    with pytest.raises(PipelineError, match="SQLite database file not found"):
+        ingest.database_url(f"sqlite:///{tmp_path}/missing.db", environ={})
+
+
+def test_reads_the_joined_table_in_chunks(demo_db, params, tmp_path):
+    url = ingest.database_url(f"sqlite:///{demo_db}", environ={})
+    chunks = list(ingest.read_chunks(url, params.ingest.query, chunk_rows=400))
+    assert [len(c) for c in chunks] == [400, 400, 400, 300]
+    out = tmp_path / "raw.parquet"
+    assert ingest.write_snapshot(iter(chunks), out) == {"rows": 1500, "columns": 20}
+    assert pd.read_parquet(out)["session_id"].tolist() == list(range(1, 1501))
+
+
+def test_bad_query_is_one_clear_line(demo_db):
+    url = ingest.database_url(f"sqlite:///{demo_db}", environ={})
+    with pytest.raises(PipelineError, match="no such table: nope") as info:
+        list(ingest.read_chunks(url, "SELECT * FROM nope"))
+    assert "\n" not in str(info.value)
+
+
+def test_empty_result_fails(tmp_path, demo_db):
+    url = ingest.database_url(f"sqlite:///{demo_db}", environ={})
+    chunks = ingest.read_chunks(url, "SELECT * FROM students WHERE 0")
+    with pytest.raises(PipelineError, match="returned no rows"):
+        ingest.write_snapshot(chunks, tmp_path / "x.parquet")
+
+
+@pytest.mark.parametrize(
+    ("url", "query", "message"),
+    [
+        ("sqlite:///{tmp}/absent.db", None, "SQLite database file not found"),
+        ("nosuchdriver://host/db", None, "nosuchdriver"),
+        ("sqlite:///{db}", "SELECT * FROM study_sessions WHERE session_id < 0", "returned no rows"),
+    ],
+)
+def test_main_fails_with_one_line_and_no_output(tmp_path, demo_db, params_dict, capsys, url, query, message):
+    data = dict(params_dict)
+    data["ingest"] = {
+        "url": url.format(tmp=tmp_path, db=demo_db),
+        "query": query or params_dict["ingest"]["query"],
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "raw" / "sessions.parquet"
+    argv = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--out",
+        str(out),
+        "--metrics",
+        str(tmp_path / "m.json"),
+    ]
+    assert run(ingest.main, argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists() and not (tmp_path / "m.json").exists()
+    assert not list(out.parent.glob("*")) if out.parent.exists() else True
+
+
+def test_sqlite_needs_no_password_even_when_one_is_set(tmp_path, monkeypatch):
+    db = tmp_path / "x.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (a INTEGER)")
+        con.execute("INSERT INTO t VALUES (1)")
+    con.close()
+    monkeypatch.setenv("MLPIPE_DB_PASSWORD", "for-the-server-database")
+    url = ingest.database_url(f"sqlite:///{db}")
+    assert url.password is None
+    assert len(next(ingest.read_chunks(url, "SELECT a FROM t"))) == 1
