@@ -26,7 +26,8 @@ def build_model(n_features: int, params: TrainParams) -> keras.Model:
 
     Args:
         n_features: Width of the preprocessed input.
-        params: Layer sizes, dropout rates, activation and learning rate.
+        params: Layer sizes, dropout rates, activation, learning rate and weight decay (AdamW; 0
+            is plain Adam).
     """
     inputs = keras.Input(shape=(n_features,), name="features")
     x = inputs
@@ -37,7 +38,9 @@ def build_model(n_features: int, params: TrainParams) -> keras.Model:
     outputs = keras.layers.Dense(1, name="prediction")(x)
     model = keras.Model(inputs, outputs, name="study_time")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
+        optimizer=keras.optimizers.AdamW(
+            learning_rate=params.learning_rate, weight_decay=params.weight_decay, name="adamw"
+        ),
         loss="mse",
         metrics=["mae"],
     )

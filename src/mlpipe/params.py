@@ -157,6 +157,7 @@ class TrainParams(_Section):
     dropout: list[float]
     activation: Literal["relu", "gelu", "tanh", "elu"]
     learning_rate: float
+    weight_decay: float
     batch_size: int
     epochs: int
     patience: int
@@ -179,6 +180,8 @@ class TrainParams(_Section):
                 f"min_lr ({self.min_lr}) must be below learning_rate ({self.learning_rate}),"
                 " or ReduceLROnPlateau can never act"
             )
+        if not 0 <= self.weight_decay < 1:
+            raise ValueError("weight_decay must be in [0, 1)")
         if not 0 < self.lr_factor < 1:
             raise ValueError("lr_factor must be in (0, 1)")
         if self.batch_size < 1 or self.epochs < 1 or self.patience < 1 or self.lr_patience < 1:

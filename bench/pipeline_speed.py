@@ -1,0 +1,83 @@
+"""Benchmark the pipeline: cold and no-op `dvc repro`, and the demo source at 10 million sessions.
+
+Run by hand (not in CI): ``python bench/pipeline_speed.py [--sessions 10000000]``. It clones the
+committed repository into a temporary folder so the cache is cold, and prints one line per figure
+with the target it is measured against. Results go in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["PYTHONPATH"] = str(cwd / "src")
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=10_000_000, help="size of the big simulate run")
+    args = parser.parse_args()
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+        cold = timed(["dvc", "repro"], repo)
+        noop = min(timed(["dvc", "repro"], repo) for _ in range(3))
+        print(f"cold dvc repro: {cold:.1f} s (target 60 s: {cold / 60:.2f} of budget)")
+        print(f"no-op dvc repro: {noop:.2f} s (target 2 s: {noop / 2:.2f} of budget)")
+
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["simulate"].update(n_sessions=args.sessions, n_students=max(3000, args.sessions // 4))
+        (repo / "big.yaml").write_text(yaml.safe_dump(params))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        seconds = timed(
+            [
+                sys.executable,
+                "-m",
+                "mlpipe.simulate",
+                "--params",
+                "big.yaml",
+                "--out",
+                "big.db",
+                "--metrics",
+                "big.json",
+            ],
+            repo,
+        )
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        size = (repo / "big.db").stat().st_size
+        print(
+            f"simulate {args.sessions:,} sessions: {seconds:.0f} s, {args.sessions / seconds:,.0f} rows/s,"
+            f" peak RSS {max(peak, before) / 1024:.0f} MiB, database {size / 2**30:.2f} GiB"
+        )
+        shutil.rmtree(repo)
+
+
+if __name__ == "__main__":
+    main()

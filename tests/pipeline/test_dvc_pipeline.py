@@ -1,0 +1,138 @@
+"""The real ``dvc`` on the real dvc.yaml, in a temporary git repository with tiny params.
+
+One repository is built for the module and the tests run in order on it, as a user would:
+repro, a no-op repro, targeted re-runs, forced re-runs, an experiment and a metrics diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.pipeline
+
+TINY = {
+    "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30},
+    "train": {"epochs": 12, "patience": 4, "lr_patience": 2, "units": [32, 16], "dropout": [0.1, 0.0]},
+    "evaluate": {
+        "permutation_repeats": 1,
+        "hgb": {"max_iter": 30, "learning_rate": 0.1, "max_leaf_nodes": 15},
+    },
+}
+
+
+def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo / "src"),
+        "DVC_NO_ANALYTICS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    result = subprocess.run(args, cwd=repo, env=env, text=True, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("repo")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "dvc", "config", "core.analytics", "false")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "init")
+    return repo
+
+
+def test_repro_runs_every_stage_then_nothing(repo):
+    first = sh(repo, "dvc", "repro")
+    assert stages_run(first.stdout) == ["simulate", "ingest", "validate", "preprocess", "train", "evaluate"]
+    metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert metrics["model"]["rmse"] < metrics["baselines"]["mean"]["rmse"]
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    again = sh(repo, "dvc", "repro")
+    assert stages_run(again.stdout) == []
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
+
+
+def test_evaluate_param_reruns_only_evaluate(repo):
+    params = repo / "params.yaml"
+    original = params.read_text()
+    data = yaml.safe_load(original)
+    data["evaluate"]["linear_alpha"] = 2.0
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        assert stages_run(sh(repo, "dvc", "repro", "--dry").stdout) == ["evaluate"]
+    finally:
+        params.write_text(original)
+
+
+def test_editing_a_module_reruns_only_the_stages_that_import_it(repo):
+    for module, expected in (("evaluate.py", ["evaluate"]), ("model.py", ["train", "evaluate"])):
+        path = repo / "src" / "mlpipe" / module
+        original = path.read_text()
+        path.write_text(original + "\n# an edit\n")
+        try:
+            assert stages_run(sh(repo, "dvc", "repro", "--dry").stdout) == expected, module
+        finally:
+            path.write_text(original)
+
+
+def test_forced_repro_twice_gives_identical_lock(repo):
+    committed = (repo / "dvc.lock").read_text()
+    sh(repo, "dvc", "repro", "--force")
+    first = (repo / "dvc.lock").read_text()
+    sh(repo, "dvc", "repro", "--force")
+    assert (repo / "dvc.lock").read_text() == first == committed
+
+
+def test_misspelt_set_param_fails_loudly(repo):
+    # DVC refuses a misspelt existing-style key itself...
+    refused = sh(repo, "dvc", "exp", "run", "-S", "train.learning_rat=0.1", check=False)
+    assert refused.returncode != 0 and "learning_rat" in refused.stderr
+    # ...but appends a new key with "+": the stage's params loader must stop it.
+    appended = sh(repo, "dvc", "exp", "run", "-S", "+train.learning_rat=0.1", check=False)
+    assert appended.returncode != 0
+    assert "mlpipe.train: error: params.yaml: unknown key 'train.learning_rat'" in appended.stderr
+    assert not (repo / "models" / "model").exists()
+    sh(repo, "git", "checkout", "--", "params.yaml")
+    sh(repo, "dvc", "checkout", "-q")
+
+
+def test_experiment_is_listed_and_diffed(repo):
+    run = sh(repo, "dvc", "exp", "run", "-n", "faster-lr", "-S", "train.learning_rate=0.004")
+    assert stages_run(run.stdout) == ["train", "evaluate"]
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
+    names = [exp.get("name") for entry in shown for exp in (entry.get("experiments") or [])]
+    assert "faster-lr" in names
+    diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json").stdout)
+    changed = diff["metrics/evaluate.json"]
+    assert changed["model.rmse"]["diff"] != 0
+    params_diff = json.loads(sh(repo, "dvc", "params", "diff", "--json").stdout)
+    assert params_diff["params.yaml"]["train.learning_rate"]["new"] == 0.004

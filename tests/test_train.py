@@ -1,0 +1,104 @@
+"""Training on the small demo data: the model learns, and training is byte-for-byte repeatable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mlpipe import evaluate, features, io, preprocess, train
+
+keras = pytest.importorskip("keras")
+from mlpipe.model import build_model, load_model, predict  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, valid_frame, params_dict) -> Path:
+    """Splits and a preprocessor from the small demo data, and params for a short training."""
+    root = tmp_path_factory.mktemp("train")
+    data = dict(params_dict)
+    data["train"] = {
+        **params_dict["train"],
+        "epochs": 60,
+        "patience": 8,
+        "units": [64, 32],
+        "dropout": [0.1, 0.0],
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(data))
+    io.write_parquet(root / "valid.parquet", valid_frame)
+    preprocess.main(
+        [
+            "--params",
+            str(root / "params.yaml"),
+            "--data",
+            str(root / "valid.parquet"),
+            "--out",
+            str(root / "splits"),
+        ]
+        + ["--preprocessor", str(root / "prep.json"), "--metrics", str(root / "prep_metrics.json")]
+    )
+    return root
+
+
+def run_train(root: Path, name: str) -> Path:
+    out = root / name
+    train.main(
+        ["--params", str(root / "params.yaml"), "--splits", str(root / "splits")]
+        + [
+            "--preprocessor",
+            str(root / "prep.json"),
+            "--out",
+            str(out / "model"),
+            "--live",
+            str(out / "live"),
+        ]
+    )
+    return out
+
+
+def test_build_model_follows_params(params):
+    model = build_model(12, params.train)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [*params.train.units, 1]
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [r for r in params.train.dropout if r > 0]
+    assert model.loss == "mse" and model.output_shape == (None, 1)
+    assert float(model.optimizer.learning_rate) == pytest.approx(params.train.learning_rate)
+    assert model.optimizer.weight_decay == pytest.approx(params.train.weight_decay)
+
+
+def test_model_learns_and_beats_the_mean(workdir):
+    out = run_train(workdir, "a")
+    prep = features.Preprocessor.from_dict(io.read_json(workdir / "prep.json"))
+    test = io.read_parquet(workdir / "splits" / "test.parquet")
+    y = features.target(test, prep)
+    predicted = predict(load_model(out / "model"), features.transform(test, prep))
+    model_rmse = evaluate.regression_metrics(y, predicted)["rmse"]
+    mean_rmse = evaluate.regression_metrics(y, np.full_like(y, y.mean()))["rmse"]
+    assert model_rmse < 0.5 * mean_rmse
+    summary = io.read_json(out / "live" / "metrics.json")
+    assert summary["epochs_run"] > summary["best_epoch"] >= 1
+    lr = (out / "live" / "plots" / "metrics" / "train" / "learning_rate.tsv").read_text().split()
+    assert lr[:2] == ["step", "learning_rate"]
+
+
+def test_training_is_byte_for_byte_repeatable(workdir):
+    first = workdir / "a" if (workdir / "a").exists() else run_train(workdir, "a")
+    second = run_train(workdir, "b")
+    for relative in ("model/model.weights.h5", "model/model.json", "live/metrics.json"):
+        assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative
+
+
+def test_training_stops_on_bad_params_before_touching_outputs(workdir, capsys):
+    from mlpipe.stage import run
+
+    data = yaml.safe_load((workdir / "params.yaml").read_text())
+    data["train"]["learning_rat"] = 0.1
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(data))
+    argv = ["--params", str(workdir / "bad.yaml"), "--splits", str(workdir / "splits")]
+    argv += ["--preprocessor", str(workdir / "prep.json"), "--out", str(workdir / "c" / "m")]
+    assert run(train.main, [*argv, "--live", str(workdir / "c" / "l")]) == 1
+    assert "unknown key 'train.learning_rat'" in capsys.readouterr().err
+    assert not (workdir / "c").exists()
