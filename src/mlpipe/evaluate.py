@@ -169,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
     train_frame = io.read_parquet(Path(args.splits, "train.parquet"))
     test_frame = io.read_parquet(Path(args.splits, "test.parquet"))
-    x_train, y_train = features.transform(train_frame, prep), features.target(train_frame, prep)
-    x_test, y_test = features.transform(test_frame, prep), features.target(test_frame, prep)
+    (x_train, y_train), (x_test, y_test) = (features.matrices(f, prep) for f in (train_frame, test_frame))
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mlpipe.model import load_model, predict

@@ -295,3 +295,8 @@ def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
     if prep.target not in frame.columns:
         raise PipelineError(f"target column {prep.target!r} is missing")
     return _float_columns(frame, [prep.target])[prep.target].astype(np.float32)
+
+
+def matrices(frame: pd.DataFrame, prep: Preprocessor) -> tuple[np.ndarray, np.ndarray]:
+    """Features and target of a split: ``(transform(frame), target(frame))``."""
+    return transform(frame, prep), target(frame, prep)

@@ -72,8 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     splits = split_by_group(frame, params.group, params.val_share, params.test_share, all_params.base.seed)
     prep = features.fit(splits["train"], params)
     for name in SPLITS:  # fail now, not in train, if a split cannot be transformed
-        features.transform(splits[name], prep)
-        features.target(splits[name], prep)
+        features.matrices(splits[name], prep)
 
     with io.atomic_path(args.out, directory=True) as tmp:
         for name in SPLITS:

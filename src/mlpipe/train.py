@@ -64,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
     train_frame = io.read_parquet(Path(args.splits, "train.parquet"))
     val_frame = io.read_parquet(Path(args.splits, "val.parquet"))
-    x_train, y_train = features.transform(train_frame, prep), features.target(train_frame, prep)
-    x_val, y_val = features.transform(val_frame, prep), features.target(val_frame, prep)
+    (x_train, y_train), (x_val, y_val) = (features.matrices(f, prep) for f in (train_frame, val_frame))
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from dvclive import Live

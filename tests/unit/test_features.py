@@ -116,5 +116,7 @@ def test_fit_checks_roles_against_data(valid_frame, params):
 def test_target(valid_frame, params):
     prep = features.fit(valid_frame, params.preprocess)
     assert features.target(valid_frame, prep).dtype == np.float32
+    x, y = features.matrices(valid_frame, prep)
+    assert x.shape[0] == y.shape[0] == len(valid_frame)
     with pytest.raises(PipelineError, match="target column 'actual_duration' is missing"):
         features.target(pd.DataFrame({"a": [1]}), prep)
