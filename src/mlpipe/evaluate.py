@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -171,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     test_frame = io.read_parquet(Path(args.splits, "test.parquet"))
     (x_train, y_train), (x_test, y_test) = (features.matrices(f, prep) for f in (train_frame, test_frame))
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mlpipe.model import load_model, predict
 
     network = load_model(args.model)

@@ -12,6 +12,7 @@ column, then one indicator per category level of each categorical column.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from collections.abc import Callable
@@ -38,8 +39,11 @@ _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def parse_expression(name: str, text: str) -> ast.Expression:
     """Parse a derived feature's formula: column names, numbers, ``+ - * /`` and brackets only.
+
+    Cached: every transform evaluates the same few formulas. Callers must not change the tree.
 
     Raises:
         PipelineError: naming the feature, if the formula uses anything else.
@@ -175,6 +179,13 @@ def check_roles(columns: list[str], params: PreprocessParams) -> None:
                 raise PipelineError(f"preprocess.derived.{name}: column {column!r} is not in the data")
 
 
+def _require_finite(values: np.ndarray, subject: str) -> np.ndarray:
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise PipelineError(f"{subject} has {len(bad)} missing or non-finite values (first at row {bad[0]})")
+    return values
+
+
 def _float_columns(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
     out = {}
     for name in names:
@@ -182,26 +193,21 @@ def _float_columns(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarra
             values = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
         except (ValueError, TypeError):
             raise PipelineError(f"column {name!r} must be numeric") from None
-        missing = np.flatnonzero(~np.isfinite(values))
-        if len(missing):
-            raise PipelineError(
-                f"column {name!r} has {len(missing)} missing or non-finite values (first at row {missing[0]})"
-            )
-        out[name] = values
+        out[name] = _require_finite(values, f"column {name!r}")
     return out
 
 
-def _derived(frame: pd.DataFrame, derived: dict[str, str]) -> dict[str, np.ndarray]:
-    out = {}
+def _numeric_values(
+    frame: pd.DataFrame, numeric: list[str], derived: dict[str, str]
+) -> dict[str, np.ndarray]:
+    """The numeric columns, then each derived feature, as float64 arrays before scaling."""
+    values = _float_columns(frame, numeric)
     for name, text in derived.items():
-        values = evaluate_expression(name, text, _float_columns(frame, expression_columns(name, text)))
-        bad = np.flatnonzero(~np.isfinite(values))
-        if len(bad):
-            raise PipelineError(
-                f"derived feature {name!r} = {text} is not finite in {len(bad)} rows (first at row {bad[0]})"
-            )
-        out[name] = values
-    return out
+        columns = _float_columns(frame, expression_columns(name, text))
+        values[name] = _require_finite(
+            evaluate_expression(name, text, columns), f"derived feature {name!r} = {text}"
+        )
+    return values
 
 
 def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
@@ -213,7 +219,7 @@ def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
     check_roles(list(frame.columns), params)
     if frame.empty:
         raise PipelineError("the training split is empty")
-    values = {**_float_columns(frame, params.numeric), **_derived(frame, params.derived)}
+    values = _numeric_values(frame, params.numeric, params.derived)
     mean = {name: float(np.mean(v)) for name, v in values.items()}
     scale = {name: float(np.std(v)) or 1.0 for name, v in values.items()}
     categories = {}
@@ -255,7 +261,7 @@ def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
     if missing:
         raise PipelineError(f"column {missing[0]!r} is missing")
     n = len(frame)
-    values = {**_float_columns(frame, prep.numeric), **_derived(frame, prep.derived)}
+    values = _numeric_values(frame, prep.numeric, prep.derived)
     blocks = [
         np.column_stack([(values[k] - prep.mean[k]) / prep.scale[k] for k in values])
         if values

@@ -134,9 +134,15 @@ def make_topics(n: int, seed: int) -> pd.DataFrame:
 
 
 def true_signal(sessions: pd.DataFrame, students: pd.DataFrame, topics: pd.DataFrame) -> np.ndarray:
-    """The noise-free expected duration in hours (the formula in the module docstring)."""
-    student = students.set_index("student_id").loc[sessions["student_id"]]
-    topic = topics.set_index("topic_id").loc[sessions["topic_id"]]
+    """The noise-free expected duration in hours (the formula in the module docstring).
+
+    Args:
+        sessions: Sessions with their ``student_id`` and ``topic_id``.
+        students: Students indexed by ``student_id``.
+        topics: Topics indexed by ``topic_id``.
+    """
+    student = students.loc[sessions["student_id"]]
+    topic = topics.loc[sessions["topic_id"]]
     ratio = topic["difficulty_level"].to_numpy() / (student["avg_focus_duration"].to_numpy() / 60)
     state = sessions["energy_level"].to_numpy() - sessions["distraction_level"].to_numpy()
     factor = (
@@ -186,17 +192,27 @@ def make_sessions(
     chunk_index: int,
     students: pd.DataFrame,
     topics: pd.DataFrame,
+    activity: np.ndarray,
     params: SimulateParams,
     seed: int,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Sessions ``start`` to ``stop - 1`` (0-based) and their noise-free signal."""
+    """Sessions ``start`` to ``stop - 1`` (0-based) and their noise-free signal.
+
+    Args:
+        start: Index of the first session.
+        stop: Index after the last session.
+        chunk_index: Which chunk this is; with ``seed`` it seeds the chunk's random numbers.
+        students: Students indexed by ``student_id``.
+        topics: Topics indexed by ``topic_id``.
+        activity: Each student's probability of being the one in a session.
+        params: Date range and noise.
+        seed: The base seed.
+    """
     rng = np.random.default_rng([seed, 2, chunk_index])
     n = stop - start
-    # Some students study far more than others: sessions per student follow a gamma weight.
-    activity = np.random.default_rng([seed, 3]).gamma(2.0, 1.0, size=len(students))
-    student_id = rng.choice(students["student_id"].to_numpy(), size=n, p=activity / activity.sum())
+    student_id = rng.choice(students.index.to_numpy(), size=n, p=activity)
     topic_id = rng.integers(1, len(topics) + 1, size=n)
-    base_time = topics["estimated_base_time"].to_numpy()[topic_id - 1]
+    base_time = topics["estimated_base_time"].loc[topic_id].to_numpy()
     day = pd.Timestamp(params.start_date) + pd.to_timedelta(rng.integers(0, params.days, n), "D")
     sessions = pd.DataFrame(
         {
@@ -222,6 +238,10 @@ def simulate(database: str, params: SimulateParams, seed: int) -> dict[str, floa
     """Write the three tables to a new SQLite file at ``database`` and return the metrics."""
     students = make_students(params.n_students, seed)
     topics = make_topics(params.n_topics, seed)
+    students_by_id, topics_by_id = students.set_index("student_id"), topics.set_index("topic_id")
+    # Some students study far more than others: sessions per student follow a gamma weight.
+    activity = np.random.default_rng([seed, 3]).gamma(2.0, 1.0, size=len(students))
+    activity /= activity.sum()
     stats = NoiseStats()
     with sqlite3.connect(database) as con:
         con.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + DDL)
@@ -229,7 +249,9 @@ def simulate(database: str, params: SimulateParams, seed: int) -> dict[str, floa
         topics.to_sql("topics", con, if_exists="append", index=False)
         for chunk, start in enumerate(range(0, params.n_sessions, CHUNK_ROWS)):
             stop = min(start + CHUNK_ROWS, params.n_sessions)
-            sessions, signal = make_sessions(start, stop, chunk, students, topics, params, seed)
+            sessions, signal = make_sessions(
+                start, stop, chunk, students_by_id, topics_by_id, activity, params, seed
+            )
             sessions.to_sql("study_sessions", con, if_exists="append", index=False)
             stats.add(sessions["actual_duration"].to_numpy(), signal)
             log.info("wrote sessions %d-%d of %d", start + 1, stop, params.n_sessions)

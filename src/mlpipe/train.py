@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,7 +65,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     val_frame = io.read_parquet(Path(args.splits, "val.parquet"))
     (x_train, y_train), (x_val, y_val) = (features.matrices(f, prep) for f in (train_frame, val_frame))
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
