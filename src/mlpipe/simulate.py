@@ -245,8 +245,8 @@ def simulate(database: str, params: SimulateParams, seed: int) -> dict[str, floa
     stats = NoiseStats()
     with sqlite3.connect(database) as con:
         con.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + DDL)
-        students.to_sql("students", con, if_exists="append", index=False)
-        topics.to_sql("topics", con, if_exists="append", index=False)
+        students.to_sql("students", con, if_exists="append", index=False, chunksize=CHUNK_ROWS)
+        topics.to_sql("topics", con, if_exists="append", index=False, chunksize=CHUNK_ROWS)
         for chunk, start in enumerate(range(0, params.n_sessions, CHUNK_ROWS)):
             stop = min(start + CHUNK_ROWS, params.n_sessions)
             sessions, signal = make_sessions(
