@@ -15,7 +15,7 @@ import ast
 import functools
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,8 +69,17 @@ def expression_columns(name: str, text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def evaluate_expression(name: str, text: str, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """Compute a derived feature from float64 column arrays."""
+def fold_expression(name: str, text: str, columns: Mapping[str, Any]) -> Any:
+    """Apply a derived feature's formula to anything with arithmetic operators.
+
+    The one formula code path: numpy arrays here, and symbolic tensors when the packaged ONNX graph
+    and the TensorFlow export are built, so the three compute the same expression tree.
+
+    Args:
+        name: The derived feature (for error messages).
+        text: Its formula.
+        columns: Column name -> value supporting ``+ - * /`` and unary minus with floats.
+    """
 
     def walk(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -83,8 +92,13 @@ def evaluate_expression(name: str, text: str, columns: dict[str, np.ndarray]) ->
             return columns[node.id]
         return float(node.value)  # type: ignore[attr-defined]
 
+    return walk(parse_expression(name, text))
+
+
+def evaluate_expression(name: str, text: str, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Compute a derived feature from float64 column arrays."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        result = walk(parse_expression(name, text))
+        result = fold_expression(name, text, columns)
     return np.broadcast_to(np.asarray(result, dtype=np.float64), (len(next(iter(columns.values()))),))
 
 
@@ -120,6 +134,11 @@ class Preprocessor:
         for name, text in self.derived.items():
             used += expression_columns(name, text)
         return list(dict.fromkeys([*used, *self.cyclical, *self.categories]))
+
+    @property
+    def string_inputs(self) -> list[str]:
+        """The input columns read as strings (categorical and cyclical); the rest are numeric."""
+        return [c for c in self.input_columns if c in self.categories or c in self.cyclical]
 
     @property
     def feature_names(self) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from mlpipe.errors import PipelineError
 from mlpipe.params import TrainParams
 
 ARCHITECTURE = "model.json"
@@ -67,3 +68,24 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.nda
     """Predictions as a flat float32 array, in batches, without Keras' per-call overhead."""
     out = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     return np.concatenate(out).reshape(-1).astype(np.float32) if out else np.empty(0, np.float32)
+
+
+def dense_weights(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Each Dense layer's ``(kernel, bias, activation)``, input to output, for export.
+
+    Raises:
+        PipelineError: naming the layer, for any layer other than Input, Dense or Dropout (a Lambda
+            layer, for one, holds Python code and cannot be exported safely).
+    """
+    layers = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("InputLayer", "Dropout"):
+            continue
+        if kind != "Dense":
+            raise PipelineError(
+                f"layer {layer.name!r} is a {kind}: only Dense and Dropout layers can be packaged"
+            )
+        kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
+        layers.append((kernel, bias, layer.get_config()["activation"]))
+    return layers

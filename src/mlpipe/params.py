@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -212,6 +213,37 @@ class EvaluateParams(_Section):
         return value
 
 
+class GateParams(_Section):
+    """What the model must achieve on the test split before it is packaged."""
+
+    min_improvement: dict[str, float]
+    max: dict[str, float]
+    min: dict[str, float]
+    parity_tolerance: float
+
+    @field_validator("parity_tolerance")
+    @classmethod
+    def _tolerance(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("must be in (0, 1)")
+        return value
+
+
+class PackageParams(_Section):
+    """The packaged model's name and description, and the quality gate in front of it."""
+
+    name: str
+    description: str
+    gate: GateParams
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", value):
+            raise ValueError("must be lower-case letters, digits and dashes (a GTO artifact name)")
+        return value
+
+
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Params:
     """All of ``params.yaml`` (a dataclass, since ``validate`` would shadow a BaseModel method)."""
@@ -223,6 +255,7 @@ class Params:
     preprocess: PreprocessParams
     train: TrainParams
     evaluate: EvaluateParams
+    package: PackageParams
 
 
 def _describe(error: ValidationError) -> str:

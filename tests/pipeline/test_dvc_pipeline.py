@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -26,6 +27,15 @@ TINY = {
     "evaluate": {
         "permutation_repeats": 1,
         "hgb": {"max_iter": 30, "learning_rate": 0.1, "max_leaf_nodes": 15},
+    },
+    # a 12-epoch model on 1,200 rows: gate on beating the mean only
+    "package": {
+        "gate": {
+            "min_improvement": {"mean": 0.3},
+            "max": {"rmse": 2.0},
+            "min": {"r2": 0.5},
+            "parity_tolerance": 0.00001,
+        }
     },
 }
 
@@ -71,7 +81,15 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_runs_every_stage_then_nothing(repo):
     first = sh(repo, "dvc", "repro")
-    assert stages_run(first.stdout) == ["simulate", "ingest", "validate", "preprocess", "train", "evaluate"]
+    assert stages_run(first.stdout) == [
+        "simulate",
+        "ingest",
+        "validate",
+        "preprocess",
+        "train",
+        "evaluate",
+        "package",
+    ]
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert metrics["model"]["rmse"] < metrics["baselines"]["mean"]["rmse"]
     sh(repo, "git", "add", "-A")
@@ -81,6 +99,43 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
 
 
+def test_the_bundle_records_its_lineage_and_serves(repo):
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outs = {
+        o["path"]: o["md5"] for name, st in lock["stages"].items() if name != "package" for o in st["outs"]
+    }
+    meta = json.loads((repo / "models" / "package" / "metadata.json").read_text())
+    assert meta["lineage"] == outs
+    code_commit = sh(repo, "git", "log", "-1", "--format=%H", "--", "src").stdout.strip()
+    assert meta["git"] == {"revision": code_commit, "dirty": False}
+    assert json.loads((repo / "metrics" / "package.json").read_text())["passed"] is True
+    from mlpipe.predictor import Predictor
+
+    test = pd.read_parquet(repo / "data" / "processed" / "test.parquet")
+    assert Predictor(repo / "models" / "package").predict_frame(test).values.shape == (len(test),)
+
+
+def test_a_failed_gate_stops_the_stage_with_the_reason_and_writes_no_bundle(repo):
+    params = repo / "params.yaml"
+    original = params.read_text()
+    data = yaml.safe_load(original)
+    data["package"]["gate"]["max"]["rmse"] = 0.01
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        failed = sh(repo, "dvc", "repro", check=False)
+        assert failed.returncode != 0
+        assert "mlpipe.package: error: gate failed, not packaging: rmse = " in failed.stderr
+        assert "> max 0.01" in failed.stderr
+        verdict = json.loads((repo / "metrics" / "package.json").read_text())
+        assert verdict["passed"] is False and verdict["checks"]["rmse"]["passed"] is False
+        assert not (repo / "models" / "package").exists()
+    finally:
+        params.write_text(original)
+        sh(repo, "git", "checkout", "--", "metrics/package.json")
+        sh(repo, "dvc", "checkout", "-q")
+    assert (repo / "models" / "package" / "metadata.json").exists()
+
+
 def test_evaluate_param_reruns_only_evaluate(repo):
     params = repo / "params.yaml"
     original = params.read_text()
@@ -88,13 +143,18 @@ def test_evaluate_param_reruns_only_evaluate(repo):
     data["evaluate"]["linear_alpha"] = 2.0
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     try:
-        assert stages_run(sh(repo, "dvc", "repro", "--dry").stdout) == ["evaluate"]
+        assert stages_run(sh(repo, "dvc", "repro", "--dry").stdout) == ["evaluate", "package"]
     finally:
         params.write_text(original)
 
 
 def test_editing_a_module_reruns_only_the_stages_that_import_it(repo):
-    for module, expected in (("evaluate.py", ["evaluate"]), ("model.py", ["train", "evaluate"])):
+    for module, expected in (
+        ("evaluate.py", ["evaluate"]),
+        ("model.py", ["train", "evaluate", "package"]),
+        ("server.py", []),
+        ("predictor.py", ["package"]),
+    ):
         path = repo / "src" / "mlpipe" / module
         original = path.read_text()
         path.write_text(original + "\n# an edit\n")
@@ -105,7 +165,10 @@ def test_editing_a_module_reruns_only_the_stages_that_import_it(repo):
 
 
 def test_forced_repro_twice_gives_identical_lock(repo):
+    # Each stage runs in a fresh process, as DVC runs it: the bundle (ONNX, SavedModel, metadata)
+    # is byte-stable there; the lock's md5 of models/package proves it.
     committed = (repo / "dvc.lock").read_text()
+    assert "path: models/package" in committed
     sh(repo, "dvc", "repro", "--force")
     first = (repo / "dvc.lock").read_text()
     sh(repo, "dvc", "repro", "--force")
@@ -127,7 +190,7 @@ def test_misspelt_set_param_fails_loudly(repo):
 
 def test_experiment_is_listed_and_diffed(repo):
     run = sh(repo, "dvc", "exp", "run", "-n", "faster-lr", "-S", "train.learning_rate=0.004")
-    assert stages_run(run.stdout) == ["train", "evaluate"]
+    assert stages_run(run.stdout) == ["train", "evaluate", "package"]
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
     names = [exp.get("name") for entry in shown for exp in (entry.get("experiments") or [])]
     assert "faster-lr" in names

@@ -1,0 +1,275 @@
+"""Batch scoring for ``mlpipe predict``: a CSV, Parquet or JSON-lines file of any size, in chunks.
+
+Memory stays flat in the file's size: each chunk is read, checked against the bundle's schema,
+scored and appended to the output, which is written under a temporary name and renamed into place
+only when every chunk succeeded. The output holds the input's id columns that the bundle names
+(``session_id``, ``student_id``, ...) and ``prediction``, one row per input row.
+
+A bad row stops the run and is reported by line number (CSV and JSON lines, header = line 1) or row
+number (Parquet, from 1), naming the field; with ``skip_invalid`` bad rows are reported, left out,
+and the rest is scored. CSV and Parquet go through the column-wise checks (numbers written as text
+are parsed); JSON lines keep JSON's types, so ``"age": "24"`` is refused as in the HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipe import io
+from mlpipe.errors import PipelineError
+from mlpipe.predictor import MAX_REPORTED, FieldError, Predictor, RecordError
+
+log = logging.getLogger("mlpipe.predict")
+
+CHUNK_ROWS = 100_000
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def file_format(path: str | os.PathLike[str]) -> str:
+    """``csv``, ``parquet`` or ``jsonl``, from the file name's suffix.
+
+    Raises:
+        PipelineError: for any other suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise PipelineError(f"{path}: unknown format {suffix!r} (use {', '.join(sorted(FORMATS))})")
+    return FORMATS[suffix]
+
+
+@dataclass
+class Chunk:
+    """Rows read from the input: a frame (CSV, Parquet) or JSON records, and each row's line number."""
+
+    rows: pd.DataFrame | list[Any]
+    lines: np.ndarray
+
+
+def _read_csv(path: Path, columns: list[str], text: list[str], chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    # Bundle columns are read as text and parsed by the predictor, so a bad value is reported by line
+    # number instead of failing the whole block; empty cells are missing values.
+    header = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 16)).schema.names
+    wanted = [c for c in columns if c in header]
+    reader = csv.open_csv(
+        path,
+        read_options=csv.ReadOptions(block_size=max(1 << 20, chunk_rows * 128)),
+        convert_options=csv.ConvertOptions(
+            include_columns=wanted,
+            column_types={c: pa.string() for c in text if c in header},
+            strings_can_be_null=True,
+        ),
+    )
+    line = 2
+    for batch in reader:
+        frame = batch.to_pandas()
+        yield Chunk(frame, np.arange(line, line + len(frame)))
+        line += len(frame)
+    if line == 2:
+        yield Chunk(pd.DataFrame(columns=wanted), np.empty(0, np.int64))
+
+
+def _read_parquet(path: Path, columns: list[str], chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    wanted = [c for c in columns if c in file.schema_arrow.names]
+    row = 1
+    for batch in file.iter_batches(batch_size=chunk_rows, columns=wanted):
+        frame = batch.to_pandas()
+        yield Chunk(frame, np.arange(row, row + len(frame)))
+        row += len(frame)
+
+
+def _read_jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+    records: list[Any] = []
+    lines: list[int] = []
+    with open(path, encoding="utf-8") as file:
+        for number, text in enumerate(file, start=1):
+            if not text.strip():
+                continue
+            try:
+                records.append(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise PipelineError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            lines.append(number)
+            if len(records) == chunk_rows:
+                yield Chunk(records, np.array(lines))
+                records, lines = [], []
+    if records:
+        yield Chunk(records, np.array(lines))
+
+
+def read_chunks(
+    path: str | os.PathLike[str], columns: list[str], text: list[str], chunk_rows: int = CHUNK_ROWS
+) -> Iterator[Chunk]:
+    """The input file in chunks of about ``chunk_rows`` rows.
+
+    Args:
+        path: A CSV, Parquet or JSON-lines file.
+        columns: The columns to read from CSV and Parquet (others are skipped).
+        text: CSV columns read as text, for the predictor to parse and report by line.
+        chunk_rows: About how many rows a chunk holds.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise PipelineError(f"input file not found: {source}")
+    kind = file_format(source)
+    if kind == "csv":
+        return _read_csv(source, columns, text, chunk_rows)
+    if kind == "parquet":
+        return _read_parquet(source, columns, chunk_rows)
+    return _read_jsonl(source, chunk_rows)
+
+
+class _Writer:
+    """Appends scored chunks to a CSV, Parquet or JSON-lines file."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind = path, kind
+        self._writer: Any = None
+        self._file: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        if self.kind == "jsonl":
+            self._file = self._file or open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            if len(frame):
+                frame.to_json(self._file, orient="records", lines=True)
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            if self.kind == "csv":
+                from pyarrow import csv
+
+                self._writer = csv.CSVWriter(self.path, table.schema)
+            else:
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self._writer.write_table(table.cast(self._writer.schema) if self.kind == "parquet" else table)
+
+    def close(self) -> None:
+        for handle in (self._writer, self._file):
+            if handle is not None:
+                handle.close()
+
+
+@dataclass
+class Report:
+    """What a run did: rows scored, rows left out, and the problems found (with line numbers)."""
+
+    scored: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _describe(errors: list[FieldError], lines: np.ndarray, unit: str) -> list[str]:
+    out = []
+    for error in errors:
+        where = "every row" if error.row is None else f"{unit} {lines[error.row]}"
+        out.append(
+            f"{where}, field {error.field!r}: {error.message}" if error.field else f"{where}: {error.message}"
+        )
+    return out
+
+
+def _score(predictor: Predictor, chunk: Chunk) -> tuple[np.ndarray, list[FieldError]]:
+    """Predictions for the chunk's valid rows (NaN for bad ones), and the problems found."""
+    values = np.full(len(chunk.lines), np.nan)
+    if isinstance(chunk.rows, list):
+        try:
+            return predictor.predict_records(chunk.rows).values, []
+        except RecordError as exc:
+            errors = exc.errors
+        bad = {e.row for e in errors}
+        keep = [i for i in range(len(chunk.rows)) if i not in bad]
+        if keep:
+            values[keep] = predictor.predict_records([chunk.rows[i] for i in keep]).values
+        return values, errors
+    columns, errors = predictor.check_frame(chunk.rows)
+    if any(e.row is None for e in errors):
+        return values, errors
+    keep = np.ones(len(values), dtype=bool)
+    keep[[e.row for e in errors]] = False
+    if keep.any():
+        values[keep] = predictor.predict_columns(
+            {k: v[keep] for k, v in columns.items()}, int(keep.sum())
+        ).values
+    return values, errors
+
+
+def predict_file(
+    predictor: Predictor,
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    skip_invalid: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: bool | None = None,
+) -> Report:
+    """Score ``source`` into ``target`` (formats from the suffixes), chunk by chunk.
+
+    Raises:
+        PipelineError: for an unknown format, a missing input or column, or (unless
+            ``skip_invalid``) any bad row, listing the lines; ``target`` is then left untouched.
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    kind = file_format(target)
+    unit = "row" if file_format(source) == "parquet" else "line"
+    ids = [c for c in predictor.metadata.get("ids", []) if c not in predictor.metadata["inputs"]]
+    report = Report()
+    bar = tqdm(unit=" rows", disable=not sys.stderr.isatty() if progress is None else not progress)
+    with io.atomic_path(target) as tmp:
+        writer = _Writer(tmp, kind)
+        try:
+            inputs = list(predictor.metadata["inputs"])
+            for chunk in read_chunks(source, [*ids, *inputs], inputs, chunk_rows):
+                values, errors = _score(predictor, chunk)
+                if errors and (not skip_invalid or any(e.row is None for e in errors)):
+                    described = _describe(errors, chunk.lines, unit)
+                    more = (
+                        f"; and {len(described) - MAX_REPORTED} more" if len(described) > MAX_REPORTED else ""
+                    )
+                    raise PipelineError(f"{source}: " + "; ".join(described[:MAX_REPORTED]) + more)
+                bad = np.zeros(len(values), dtype=bool)
+                bad[[e.row for e in errors]] = True
+                report.problems += _describe(errors, chunk.lines, unit)
+                report.skipped += int(bad.sum())
+                if isinstance(chunk.rows, list):
+                    present = [
+                        c
+                        for c in ids
+                        if chunk.rows and isinstance(chunk.rows[0], dict) and c in chunk.rows[0]
+                    ]
+                    out = pd.DataFrame(
+                        {c: [r.get(c) if isinstance(r, dict) else None for r in chunk.rows] for c in present}
+                    )
+                else:
+                    out = pd.DataFrame({c: chunk.rows[c] for c in ids if c in chunk.rows.columns})
+                out["prediction"] = values
+                writer.write(out[~bad].reset_index(drop=True))
+                report.scored += int((~bad).sum())
+                bar.update(len(values))
+        finally:
+            writer.close()
+            bar.close()
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,310 @@
+"""Stage ``package``: gate the model, then write the verified bundle that serving loads.
+
+Inputs: the preprocessor and the test split from ``preprocess``, the model from ``train``, the test
+metrics from ``evaluate``, and ``dvc.lock`` (for the lineage: the md5 of every upstream output).
+Outputs: the bundle folder (see :mod:`mlpipe.bundle`) and the gate's verdict as a metrics file.
+Params: ``package.*`` (name, description, gate); the ``validate`` contract gives the input ranges;
+``preprocess``, ``train`` and ``evaluate`` are recorded in the metadata.
+
+The gate fails the stage, naming each failed check, when the model does not beat each baseline by
+its margin, misses an absolute threshold, or when the ONNX graph's predictions on the test split
+differ from the Keras model's by more than the parity tolerance. The verdict file is written either
+way; the bundle only when every check passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import platform
+import subprocess
+from collections.abc import Sequence
+from importlib import metadata as distributions
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mlpipe import bundle, features, io, onnx_graph
+from mlpipe.errors import PipelineError
+from mlpipe.params import ColumnRule, GateParams, Params, load_params
+from mlpipe.stage import run
+
+log = logging.getLogger("mlpipe.package")
+
+METRIC = "rmse"  # the metric the baselines are compared on (lower is better)
+LIBRARIES = ("mlpipe", "numpy", "pandas", "scikit-learn", "keras", "onnx", "onnxruntime")
+
+
+def gate(evaluation: dict[str, Any], params: GateParams, parity: float) -> dict[str, Any]:
+    """Check the test metrics against the gate; return the verdict (``passed`` and each check).
+
+    Raises:
+        PipelineError: if the gate names a baseline or metric that evaluate did not report.
+    """
+    model = evaluation["model"]
+    checks: dict[str, dict[str, Any]] = {}
+    for baseline, margin in params.min_improvement.items():
+        if baseline not in evaluation["baselines"]:
+            known = ", ".join(evaluation["baselines"])
+            raise PipelineError(f"package.gate.min_improvement.{baseline}: no such baseline (known: {known})")
+        improvement = 1 - model[METRIC] / evaluation["baselines"][baseline][METRIC]
+        checks[f"{METRIC}_improvement_over_{baseline}"] = {"value": improvement, "min": margin}
+    for bound, limits in (("max", params.max), ("min", params.min)):
+        for metric, limit in limits.items():
+            if metric not in model:
+                raise PipelineError(f"package.gate.{bound}.{metric}: evaluate reports no such metric")
+            checks[metric] = {"value": model[metric], bound: limit}
+    checks["parity_max_abs_diff"] = {"value": parity, "max": params.parity_tolerance}
+    for check in checks.values():
+        check["passed"] = bool(
+            ("min" not in check or check["value"] >= check["min"])
+            and ("max" not in check or check["value"] <= check["max"])
+        )
+    return {"passed": all(c["passed"] for c in checks.values()), "checks": checks}
+
+
+def failures(verdict: dict[str, Any]) -> list[str]:
+    """One line per failed check, e.g. ``rmse = 0.61 > max 0.5``."""
+    lines = []
+    for name, check in verdict["checks"].items():
+        if not check["passed"]:
+            bound = f"< min {check['min']:g}" if "min" in check else f"> max {check['max']:g}"
+            lines.append(f"{name} = {check['value']:.4g} {bound}")
+    return lines
+
+
+def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> dict[str, dict[str, Any]]:
+    """The bundle's input contract: each raw column's type, range or categories.
+
+    Ranges come from the validate stage's data contract; categories are the levels seen in training.
+    """
+    schema: dict[str, dict[str, Any]] = {}
+    for column in prep.input_columns:
+        rule = rules.get(column)
+        if column in prep.categories:
+            entry = {
+                "type": "string",
+                "categories": prep.categories[column],
+                "unknown": prep.unknown_category,
+            }
+        elif column in prep.cyclical:
+            entry = {
+                "type": "string",
+                "categories": list(prep.cyclical[column]["values"]),
+                "unknown": "error",
+            }
+        else:
+            whole = rule is not None and rule.dtype == "int"
+            entry = {"type": "integer" if whole else "number"}
+            for bound in ("min", "max"):
+                value = getattr(rule, bound) if rule is not None else None
+                if value is not None:
+                    entry[bound] = int(value) if whole and float(value).is_integer() else value
+        schema[column] = entry
+    return schema
+
+
+def lineage(lock_path: Path, stage: str) -> dict[str, str]:
+    """Path -> md5 of every output of the other stages in ``dvc.lock``, checked against the files.
+
+    Raises:
+        PipelineError: if the lock is missing, or a file no longer matches its md5 (a stale lock:
+            run the stage through ``dvc repro``).
+    """
+    try:
+        lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise PipelineError(f"{lock_path} not found: run this stage with `dvc repro`") from None
+    outs = {}
+    for name, entry in sorted(lock.get("stages", {}).items()):
+        for out in entry.get("outs", []) if name != stage else []:
+            path = Path(out["path"])
+            if path.is_file() and hashlib.md5(path.read_bytes()).hexdigest() != out["md5"]:
+                raise PipelineError(
+                    f"{lock_path} is stale for {out['path']}: run this stage with `dvc repro`"
+                )
+            outs[out["path"]] = out["md5"]
+    if not outs:
+        raise PipelineError(f"{lock_path} records no outputs: run this stage with `dvc repro`")
+    return dict(sorted(outs.items()))
+
+
+def git_revision() -> dict[str, Any]:
+    """The last commit that changed the pipeline (code, dvc.yaml, params), and whether the working
+    tree differed from it when the bundle was built.
+
+    Not ``HEAD``: committing the results (dvc.lock, metrics) must not change what a rebuild of the
+    same code and params writes, or no two builds on either side of that commit would agree.
+    """
+    pipeline = ["src", "dvc.yaml", "params.yaml"]
+    try:
+        revision = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", *pipeline], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *pipeline],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"revision": None, "dirty": None}
+    return {"revision": revision or None, "dirty": bool(status.strip())}
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        versions[name] = distributions.version(name)
+    for name in ("tensorflow", "tensorflow-cpu"):
+        try:
+            versions["tensorflow"] = distributions.version(name)
+        except distributions.PackageNotFoundError:
+            continue
+    return dict(sorted(versions.items()))
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """The bundle's README: what the model predicts, from what data, how well, and its limits."""
+    evaluation = meta["metrics"]
+    rows = [("model (this bundle)", evaluation["model"])]
+    rows += [(f"baseline: {name}", scores) for name, scores in evaluation["baselines"].items()]
+    metric_names = [m for m in ("rmse", "mae", "r2", "rmse_over_noise_floor") if m in evaluation["model"]]
+    table = ["| | " + " | ".join(metric_names) + " |", "|---" * (len(metric_names) + 1) + "|"]
+    table += [f"| {label} | " + " | ".join(f"{s[m]:.3f}" for m in metric_names) + " |" for label, s in rows]
+    checks = [
+        f"- {'pass' if c['passed'] else 'FAIL'}: {name} = {c['value']:.4g}"
+        + (f" (min {c['min']:g})" if "min" in c else f" (max {c['max']:g})")
+        for name, c in meta["gate"]["checks"].items()
+    ]
+    inputs = []
+    for name, spec in meta["inputs"].items():
+        if spec["type"] == "string":
+            detail = ", ".join(spec["categories"]) + (
+                "; other values are refused"
+                if spec["unknown"] == "error"
+                else "; other values encode as none"
+            )
+        else:
+            detail = f"{spec.get('min', '-inf')} to {spec.get('max', 'inf')}"
+        inputs.append(f"| `{name}` | {spec['type']} | {detail} |")
+    data = meta["data"]
+    git = meta["git"]
+    return "\n".join(
+        [
+            f"# Model card: {meta['name']} ({meta['version']})",
+            "",
+            meta["description"],
+            "",
+            f"- Task: {meta['task']}; predicts `{meta['output']['target']}` as `{meta['output']['name']}`.",
+            f"- Built from commit `{git['revision']}`{' with uncommitted changes' if git['dirty'] else ''};"
+            " the md5 of every upstream output is in `metadata.json` (`lineage`).",
+            f"- Data: {data['train_rows']} training, {data['val_rows']} validation and {data['test_rows']}"
+            f" test rows, split by `{data['group']}` so that no group is in two splits.",
+            "",
+            "## Test metrics against baselines",
+            "",
+            *table,
+            "",
+            "## Gate",
+            "",
+            *checks,
+            "",
+            "## Inputs",
+            "",
+            "| field | type | allowed |",
+            "|---|---|---|",
+            *inputs,
+            "",
+            "## Limits",
+            "",
+            "- Valid only for records inside the ranges above; the predictor refuses the rest.",
+            "- Scores are measured on held-out groups of the same source; a shift in who or what is"
+            " measured needs a new evaluation.",
+            "- Files: `model.onnx` (ONNX Runtime), `saved_model/` (TensorFlow Serving), checked by"
+            " `sha256sum -c SHA256SUMS`.",
+            "",
+        ]
+    )
+
+
+def build_metadata(
+    params: Params, prep: features.Preprocessor, evaluation: dict[str, Any], split_rows: dict[str, int]
+) -> dict[str, Any]:
+    """Everything about the bundle except the gate verdict, its version and file hashes."""
+    return {
+        "format_version": bundle.FORMAT_VERSION,
+        "name": params.package.name,
+        "description": params.package.description,
+        "task": "regression",
+        "inputs": input_schema(prep, params.validate.columns),
+        "ids": list(params.preprocess.ids),
+        "output": {"name": onnx_graph.OUTPUT, "target": prep.target, "type": "number"},
+        "params": {
+            section: getattr(params, section).model_dump(mode="json")
+            for section in ("base", "preprocess", "train", "evaluate", "package")
+        },
+        "metrics": {k: evaluation[k] for k in ("model", "baselines") if k in evaluation},
+        "data": {
+            "group": params.preprocess.group,
+            **{f"{split}_rows": rows for split, rows in split_rows.items()},
+        },
+        "libraries": library_versions(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mlpipe.package", description=__doc__.split("\n")[0])
+    parser.add_argument("--params", default="params.yaml", help="params file")
+    parser.add_argument("--splits", required=True, help="folder with train/val/test Parquet files")
+    parser.add_argument("--preprocessor", required=True, help="fitted preprocessor JSON")
+    parser.add_argument("--model", required=True, help="model folder from train")
+    parser.add_argument("--evaluation", required=True, help="evaluate's metrics JSON")
+    parser.add_argument("--lock", default="dvc.lock", help="dvc.lock, for the lineage")
+    parser.add_argument("--out", required=True, help="bundle folder to write")
+    parser.add_argument("--metrics", required=True, help="gate verdict JSON to write")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
+    evaluation = io.read_json(args.evaluation)
+    splits = {
+        name: io.read_parquet(Path(args.splits, f"{name}.parquet")) for name in ("train", "val", "test")
+    }
+    meta = build_metadata(params, prep, evaluation, {k: len(v) for k, v in splits.items()})
+    meta["lineage"] = lineage(Path(args.lock), "package")
+    meta["git"] = git_revision()
+
+    from mlpipe import savedmodel
+    from mlpipe.model import dense_weights, load_model, predict
+    from mlpipe.predictor import Predictor
+
+    network = load_model(args.model)
+    layers = [onnx_graph.DenseLayer(*weights) for weights in dense_weights(network)]
+    onnx_bytes = onnx_graph.build(prep, layers, params.package.name).SerializeToString()
+    meta["version"] = bundle.sha256(onnx_bytes)[:12]
+    # Parity through the serving code path: schema checks, ONNX Runtime, on the whole test split.
+    served = Predictor.from_verified(bundle.Verified(Path(args.out), meta, onnx_bytes), threads=1)
+    expected = predict(network, features.transform(splits["test"], prep)).astype(np.float64)
+    parity = float(np.max(np.abs(served.predict_frame(splits["test"]).values - expected)))
+    meta["gate"] = gate(evaluation, params.package.gate, parity)
+    io.write_json(args.metrics, meta["gate"])
+    if not meta["gate"]["passed"]:
+        raise PipelineError("gate failed, not packaging: " + "; ".join(failures(meta["gate"])))
+
+    with io.atomic_path(args.out, directory=True) as tmp:
+        (tmp / bundle.MODEL).write_bytes(onnx_bytes)
+        savedmodel.export(network, prep, tmp / bundle.SAVED_MODEL)
+        (tmp / bundle.CARD).write_text(model_card(meta), encoding="utf-8")
+        meta["files"] = {name: bundle.sha256((tmp / name).read_bytes()) for name in bundle.list_files(tmp)}
+        (tmp / bundle.METADATA).write_text(io.dumps_json(meta, sort_keys=False), encoding="utf-8")
+        (tmp / bundle.CHECKSUMS).write_text(bundle.checksums_text(tmp), encoding="utf-8")
+        bundle.verify(tmp)
+    log.info("packaged %s %s: parity %.2e, %s", meta["name"], meta["version"], parity, args.out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

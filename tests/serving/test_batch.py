@@ -1,0 +1,120 @@
+"""``mlpipe predict`` on CSV, Parquet and JSON lines: the same predictions as the Python API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpipe.cli import main
+from mlpipe.predictor import Predictor
+
+FORMATS = ("csv", "parquet", "jsonl")
+
+
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    kind = path.suffix[1:]
+    if kind == "csv":
+        frame.to_csv(path, index=False)
+    elif kind == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True, date_format="iso")
+    return path
+
+
+def read(path: Path) -> pd.DataFrame:
+    kind = path.suffix[1:]
+    if kind == "csv":
+        return pd.read_csv(path)
+    if kind == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True)
+
+
+@pytest.fixture(scope="module")
+def expected(built: Path, test_frame: pd.DataFrame) -> np.ndarray:
+    return Predictor(built / "bundle").predict_frame(test_frame).values
+
+
+@pytest.mark.parametrize("source_kind", FORMATS)
+@pytest.mark.parametrize("target_kind", FORMATS)
+def test_every_format_in_and_out(built, test_frame, expected, tmp_path, source_kind, target_kind, capsys):
+    source = write(test_frame, tmp_path / f"in.{source_kind}")
+    target = tmp_path / f"out.{target_kind}"
+    assert main(["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(target)]) == 0
+    out = read(target)
+    assert list(out.columns) == ["session_id", "student_id", "topic_id", "session_date", "prediction"]
+    assert out["session_id"].tolist() == test_frame["session_id"].tolist()
+    np.testing.assert_allclose(out["prediction"].to_numpy(), expected, rtol=0, atol=1e-9)
+    assert f"scored {len(test_frame)} rows (0 skipped)" in capsys.readouterr().err
+
+
+def test_small_chunks_give_the_same_output(built, test_frame, tmp_path):
+    source = write(test_frame, tmp_path / "in.parquet")
+    for rows, name in ((100_000, "one.csv"), (37, "many.csv")):
+        args = ["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(tmp_path / name)]
+        assert main([*args, "--chunk-rows", str(rows)]) == 0
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "many.csv").read_bytes()
+
+
+def bad_csv(test_frame: pd.DataFrame, path: Path) -> Path:
+    frame = test_frame.head(8).astype({"age": "object"}).reset_index(drop=True)
+    frame.loc[2, "age"] = "abc"
+    frame.loc[5, "energy_level"] = 9
+    return write(frame, path)
+
+
+def test_bad_rows_are_reported_by_line_and_nothing_is_written(built, test_frame, tmp_path, capsys):
+    source = bad_csv(test_frame, tmp_path / "bad.csv")
+    target = tmp_path / "out.csv"
+    assert main(["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(target)]) == 1
+    err = capsys.readouterr().err
+    # the header is line 1, so data row 2 (from 0) is line 4
+    assert "line 4, field 'age': not a number: 'abc'" in err
+    assert "line 7, field 'energy_level': 9 is above the maximum 5" in err
+    assert not target.exists() and list(tmp_path.iterdir()) == [source]
+
+
+def test_skip_invalid_scores_the_rest(built, test_frame, tmp_path, capsys):
+    source = bad_csv(test_frame, tmp_path / "bad.csv")
+    target = tmp_path / "out.csv"
+    args = ["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(target), "--skip-invalid"]
+    assert main(args) == 0
+    out = pd.read_csv(target)
+    assert out["session_id"].tolist() == test_frame.head(8)["session_id"].drop(index=[2, 5]).tolist()
+    assert "skipped line 4, field 'age'" in capsys.readouterr().err
+
+
+def test_json_lines_keep_json_types(built, test_frame, tmp_path, capsys):
+    records = [{**r, "session_date": str(r["session_date"])} for r in test_frame.head(3).to_dict("records")]
+    records[1]["age"] = str(records[1]["age"])  # "24": fine in a CSV, a wrong type in JSON
+    lines = [json.dumps(r) for r in records]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    assert (
+        main(["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(tmp_path / "o.csv")]) == 1
+    )
+    assert "line 2, field 'age': must be a number, got str" in capsys.readouterr().err
+    source.write_text(lines[0] + "\n{not json\n")
+    assert (
+        main(["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(tmp_path / "o.csv")]) == 1
+    )
+    assert "line 2: not valid JSON" in capsys.readouterr().err
+
+
+def test_unknown_format_missing_input_and_bad_bundle_are_one_line_errors(built, tmp_path, capsys):
+    bundle = str(built / "bundle")
+    assert (
+        main(["predict", "--bundle", bundle, str(tmp_path / "in.xlsx"), "-o", str(tmp_path / "o.csv")]) == 1
+    )
+    assert "unknown format '.xlsx'" in capsys.readouterr().err
+    assert (
+        main(["predict", "--bundle", bundle, str(tmp_path / "none.csv"), "-o", str(tmp_path / "o.csv")]) == 1
+    )
+    assert "input file not found" in capsys.readouterr().err
+    assert main(["predict", "--bundle", str(tmp_path), str(tmp_path / "none.csv"), "-o", "o.csv"]) == 1
+    assert "mlpipe: error: SHA256SUMS is missing" in capsys.readouterr().err

@@ -1,0 +1,153 @@
+"""The package stage: the gate, the bundle's contents, its byte stability, and parity with Keras."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from tests.serving.conftest import run_package
+
+from mlpipe import bundle, features, io, package
+from mlpipe.errors import PipelineError
+from mlpipe.params import GateParams
+
+keras = pytest.importorskip("keras")
+from mlpipe.model import dense_weights, load_model, predict  # noqa: E402
+
+EVALUATION = {
+    "model": {"rmse": 0.42, "r2": 0.9},
+    "baselines": {"mean": {"rmse": 1.4}, "linear": {"rmse": 0.52}, "hgb": {"rmse": 0.42}},
+}
+
+
+def gate_params(**overrides) -> GateParams:
+    values = {
+        "min_improvement": {"mean": 0.5, "linear": 0.1, "hgb": -0.03},
+        "max": {"rmse": 0.5},
+        "min": {"r2": 0.85},
+        "parity_tolerance": 1e-5,
+    }
+    return GateParams(**{**values, **overrides})
+
+
+def test_gate_passes_a_model_that_beats_every_margin():
+    verdict = package.gate(EVALUATION, gate_params(), parity=1e-6)
+    assert verdict["passed"] is True
+    assert verdict["checks"]["rmse_improvement_over_linear"]["value"] == pytest.approx(1 - 0.42 / 0.52)
+    assert package.failures(verdict) == []
+
+
+def test_gate_names_each_failed_check():
+    params = gate_params(min_improvement={"linear": 0.3}, min={"r2": 0.95})
+    verdict = package.gate(EVALUATION, params, parity=1e-3)
+    assert verdict["passed"] is False
+    failed = package.failures(verdict)
+    assert failed == [
+        "rmse_improvement_over_linear = 0.1923 < min 0.3",
+        "r2 = 0.9 < min 0.95",
+        "parity_max_abs_diff = 0.001 > max 1e-05",
+    ]
+
+
+def test_gate_refuses_an_unknown_baseline_or_metric():
+    with pytest.raises(PipelineError, match=r"package.gate.min_improvement.forest: no such baseline"):
+        package.gate(EVALUATION, gate_params(min_improvement={"forest": 0.1}), parity=0)
+    with pytest.raises(PipelineError, match=r"package.gate.max.rmsle: evaluate reports no such metric"):
+        package.gate(EVALUATION, gate_params(max={"rmsle": 1.0}), parity=0)
+
+
+def test_input_schema_takes_ranges_from_the_contract_and_levels_from_training(built: Path, params):
+    prep = features.Preprocessor.from_dict(io.read_json(built / "prep.json"))
+    schema = package.input_schema(prep, params.validate.columns)
+    assert list(schema) == prep.input_columns
+    assert schema["age"] == {"type": "integer", "min": 18, "max": 35}
+    assert schema["estimated_base_time"] == {"type": "number", "min": 0.05, "max": 24.0}
+    assert schema["subject"]["categories"] == prep.categories["subject"]
+    assert schema["subject"]["unknown"] == "ignore"
+    assert schema["time_of_day"]["unknown"] == "error"  # a cyclical level needs a position
+
+
+def test_lineage_reads_the_lock_and_refuses_a_stale_one(tmp_path: Path):
+    out = tmp_path / "prep.json"
+    out.write_text("{}")
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "stages:\n  preprocess:\n    outs:\n    - path: "
+        + str(out)
+        + "\n      md5: 99914b932bd37a50b983c5e7c90ae93b\n"
+    )
+    assert package.lineage(lock, "package") == {str(out): "99914b932bd37a50b983c5e7c90ae93b"}
+    out.write_text("{ }")
+    with pytest.raises(PipelineError, match="stale"):
+        package.lineage(lock, "package")
+    with pytest.raises(PipelineError, match="run this stage with `dvc repro`"):
+        package.lineage(tmp_path / "missing.lock", "package")
+
+
+def test_bundle_holds_the_files_metadata_and_card(built: Path):
+    folder = built / "bundle"
+    assert bundle.list_files(folder) == [
+        "README.md",
+        "SHA256SUMS",
+        "metadata.json",
+        "model.onnx",
+        "saved_model/fingerprint.pb",
+        "saved_model/saved_model.pb",
+        "saved_model/variables/variables.data-00000-of-00001",
+        "saved_model/variables/variables.index",
+    ]
+    meta = json.loads((folder / "metadata.json").read_text())
+    onnx_bytes = (folder / "model.onnx").read_bytes()
+    assert meta["name"] == "study-time" and meta["task"] == "regression"
+    assert meta["version"] == bundle.sha256(onnx_bytes)[:12]
+    assert meta["files"]["model.onnx"] == bundle.sha256(onnx_bytes)
+    assert set(meta["files"]) == set(bundle.list_files(folder)) - {"metadata.json", "SHA256SUMS"}
+    assert meta["metrics"] == {
+        k: v for k, v in io.read_json(built / "evaluate.json").items() if k in meta["metrics"]
+    }
+    assert meta["params"]["train"]["units"] == [32, 16]
+    lock = yaml.safe_load((built / "dvc.lock").read_text())
+    assert meta["lineage"][str(built / "prep.json")] == lock["stages"]["preprocess"]["outs"][0]["md5"]
+    assert {"python", "numpy", "onnx", "onnxruntime", "keras", "tensorflow"} <= set(meta["libraries"])
+    assert meta["gate"] == io.read_json(built / "package.json")
+    card = (folder / "README.md").read_text()
+    assert f"# Model card: study-time ({meta['version']})" in card
+    assert f"| model (this bundle) | {meta['metrics']['model']['rmse']:.3f}" in card
+    assert "| `subject` | string |" in card
+
+
+def test_the_bundle_predicts_what_keras_predicts_on_the_whole_test_split(built: Path, test_frame):
+    from mlpipe.predictor import Predictor
+
+    prep = features.Preprocessor.from_dict(io.read_json(built / "prep.json"))
+    expected = predict(load_model(built / "model"), features.transform(test_frame, prep))
+    onnx = Predictor(built / "bundle").predict_frame(test_frame).values
+    assert len(onnx) == len(test_frame) > 100
+    assert np.max(np.abs(onnx - expected)) <= 1e-5
+
+    from mlpipe import savedmodel
+
+    serve = savedmodel.load_signature(built / "bundle" / "saved_model")
+    tf_values = serve(**savedmodel.feed(test_frame, prep))["prediction"].numpy().reshape(-1)
+    assert np.max(np.abs(tf_values - expected)) <= 1e-5
+
+
+def test_a_failed_gate_writes_the_verdict_and_no_bundle(built: Path, tmp_path: Path):
+    raw = yaml.safe_load((built / "params.yaml").read_text())
+    raw["package"]["gate"]["max"] = {"rmse": 0.01}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PipelineError, match=r"gate failed, not packaging: rmse = [0-9.]+ > max 0.01"):
+        run_package(built, tmp_path / "bundle", tmp_path / "verdict.json", params)
+    assert io.read_json(tmp_path / "verdict.json")["passed"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "verdict.json"]
+
+
+def test_a_lambda_layer_is_refused_for_export():
+    inputs = keras.Input(shape=(3,))
+    outputs = keras.layers.Dense(1)(keras.layers.Lambda(lambda x: x * 2, name="doubling")(inputs))
+    with pytest.raises(PipelineError, match="layer 'doubling' is a Lambda"):
+        dense_weights(keras.Model(inputs, outputs))

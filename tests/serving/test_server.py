@@ -1,0 +1,171 @@
+"""The HTTP contract, against the real ``mlpipe serve`` (uvicorn) on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlpipe.predictor import Predictor
+from mlpipe.server import challenger_fraction
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(*args: str, wait_ready: bool = True) -> Iterator[httpx.Client]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlpipe.cli", "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (
+                process.stdout and process.stdout.read()
+            )
+            time.sleep(0.1)
+        while wait_ready and client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/ready").text
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def service(built: Path, tmp_path_factory) -> Iterator[tuple[httpx.Client, Path]]:
+    log = tmp_path_factory.mktemp("log") / "predictions.jsonl"
+    with serving("--bundle", str(built / "bundle"), "--log", str(log), "--max-batch", "50") as client:
+        yield client, log
+
+
+def test_health_ready_metadata_and_docs(service, built: Path):
+    client, _ = service
+    assert client.get("/health").json() == {"status": "alive"}
+    version = Predictor(built / "bundle").version
+    ready = client.get("/ready").json()
+    assert ready == {"status": "ready", "models": {"champion": {"name": "study-time", "version": version}}}
+    meta = client.get("/metadata").json()["champion"]
+    assert meta["version"] == version and "age" in meta["inputs"]
+    openapi = client.get("/openapi.json").json()
+    body = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["oneOf"][0]["properties"]["age"] == {"type": "integer", "minimum": 18, "maximum": 35}
+    assert client.get("/docs").status_code == 200
+
+
+def test_predict_one_record_and_a_batch(service, built: Path, record: dict):
+    client, log = service
+    expected = Predictor(built / "bundle").predict_records([record, {**record, "age": 30}]).values
+    one = client.post("/predict", json=record)
+    assert one.status_code == 200
+    assert one.json()["prediction"] == pytest.approx(expected[0], abs=1e-12)
+    assert one.json()["arm"] == "champion" and one.json()["model"] == "study-time"
+    batch = client.post("/predict", json=[record, {**record, "age": 30}]).json()["predictions"]
+    assert [p["prediction"] for p in batch] == pytest.approx(expected.tolist(), abs=1e-12)
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert logged[-1]["record"]["age"] == 30 and logged[-1]["prediction"] == batch[1]["prediction"]
+    assert logged[-1]["arm"] == "champion" and logged[-1]["version"] == batch[1]["version"]
+
+
+def test_malformed_requests_get_4xx_naming_the_field(service, record: dict):
+    client, _ = service
+    bad = client.post("/predict", json={**record, "age": "old", "subject": None})
+    assert bad.status_code == 422
+    assert bad.json()["detail"] == [
+        {"row": 0, "field": "age", "message": "must be a number, got str"},
+        {"row": 0, "field": "subject", "message": "must not be null"},
+    ]
+    second = client.post("/predict", json=[record, {k: v for k, v in record.items() if k != "age"}])
+    assert second.status_code == 422 and second.json()["detail"][0]["row"] == 1
+    assert second.json()["detail"][0]["field"] == "age"
+    assert client.post("/predict", content=b"{not json").status_code == 400
+    for payload in ("x", 3, None, [], [1], {"records": []}, [[record]]):
+        response = client.post("/predict", json=payload)
+        assert 400 <= response.status_code < 500, (payload, response.text)
+
+
+def test_oversized_bodies_and_batches_get_413(service, record: dict):
+    client, _ = service
+    big = b"[" + b" " * (1 << 20) + b"]"
+    assert client.post("/predict", content=big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        for _ in range(40):
+            yield b" " * 65536
+
+    assert client.post("/predict", content=chunks()).status_code == 413
+    too_many = client.post("/predict", json=[record] * 51)
+    assert too_many.status_code == 413 and "at most 50" in too_many.text
+    assert client.post("/predict", json=[record] * 50).status_code == 200
+
+
+def test_challenger_routing_is_stable_and_close_to_the_share(built: Path, tmp_path: Path, record: dict):
+    challenger = shutil.copytree(built / "bundle", tmp_path / "challenger")
+    args = ["--bundle", str(built / "bundle"), "--challenger", str(challenger), "--challenger-share", "0.3"]
+    with serving(*args) as client:
+        ready = client.get("/ready").json()
+        assert set(ready["models"]) == {"champion", "challenger"}
+        records = [{**record, "student_id": i} for i in range(1, 1001)]
+        arms = [p["arm"] for p in client.post("/predict", json=records[:500]).json()["predictions"]]
+        arms += [p["arm"] for p in client.post("/predict", json=records[500:]).json()["predictions"]]
+        assert arms == [
+            "challenger" if challenger_fraction(str(i)) < 0.3 else "champion" for i in range(1, 1001)
+        ]
+        assert 0.25 < arms.count("challenger") / len(arms) < 0.35
+        for student in (3, 17, 256):  # the same student always gets the same arm
+            seen = {
+                client.post("/predict", json={**record, "student_id": student}).json()["arm"]
+                for _ in range(5)
+            }
+            assert seen == {arms[student - 1]}
+        missing = client.post("/predict", json={k: v for k, v in record.items() if k != "student_id"})
+        assert missing.status_code == 422 and missing.json()["detail"][0]["field"] == "student_id"
+
+
+def test_a_tampered_bundle_never_becomes_ready(built: Path, tmp_path: Path, record: dict):
+    folder = shutil.copytree(built / "bundle", tmp_path / "tampered")
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[100] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    with serving("--bundle", str(folder), wait_ready=False) as client:
+        assert client.get("/health").status_code == 200
+        deadline = time.monotonic() + 15
+        while client.get("/ready").json()["status"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(3):
+            ready = client.get("/ready")
+            assert ready.status_code == 503
+            assert (
+                ready.json()["status"] == "failed"
+                and "model.onnx: sha256 does not match" in ready.json()["error"]
+            )
+            time.sleep(0.2)
+        assert client.post("/predict", json=record).status_code == 503
+        assert client.get("/metadata").status_code == 503
