@@ -17,27 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.pipeline
 
-TINY = {
-    "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30},
-    "train": {"epochs": 12, "patience": 4, "lr_patience": 2, "units": [32, 16], "dropout": [0.1, 0.0]},
-    "evaluate": {
-        "permutation_repeats": 1,
-        "hgb": {"max_iter": 30, "learning_rate": 0.1, "max_leaf_nodes": 15},
-    },
-    # a 12-epoch model on 1,200 rows: gate on beating the mean only
-    "package": {
-        "gate": {
-            "min_improvement": {"mean": 0.3},
-            "max": {"rmse": 2.0},
-            "min": {"r2": 0.5},
-            "parity_tolerance": 0.00001,
-        }
-    },
-}
+TINY = {**tiny.TINY, "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30}}
 
 
 def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -9,24 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tests.tiny import TINY
 
 from mlpipe import evaluate, io, package, preprocess, train
-
-SMALL = {
-    "train": {"epochs": 25, "patience": 5, "lr_patience": 2, "units": [32, 16], "dropout": [0.0, 0.0]},
-    "evaluate": {
-        "permutation_repeats": 1,
-        "hgb": {"max_iter": 30, "learning_rate": 0.1, "max_leaf_nodes": 15},
-    },
-    "package": {
-        "gate": {
-            "min_improvement": {"mean": 0.3},
-            "max": {"rmse": 2.0},
-            "min": {"r2": 0.5},
-            "parity_tolerance": 0.00001,
-        }
-    },
-}
 
 
 def write_lock(path: Path, outs: dict[str, Path]) -> None:
@@ -52,7 +37,7 @@ def built(tmp_path_factory, valid_frame: pd.DataFrame, params_dict: dict) -> Pat
     """A folder with params, splits, preprocessor, model, metrics, a lock and ``bundle/``."""
     root = tmp_path_factory.mktemp("built")
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in params_dict.items()}
-    for section, values in SMALL.items():
+    for section, values in TINY.items():
         data[section].update(values)
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(data))
