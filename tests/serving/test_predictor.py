@@ -189,3 +189,21 @@ def test_numbers_read_as_text_are_parsed_in_frames(predictor: Predictor, test_fr
     frame = test_frame.head(10)
     as_text = frame.astype({c: "str" for c in ("age", "avg_focus_duration")})
     assert np.array_equal(predictor.predict_frame(as_text).values, predictor.predict_frame(frame).values)
+
+
+def test_serving_imports_neither_tensorflow_nor_keras(built: Path, record: dict):
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from mlpipe import batch, cli, server\n"
+        "from mlpipe.predictor import Predictor\n"
+        f"Predictor({str(built / 'bundle')!r}).predict_one(json.loads(sys.argv[1]))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(record)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
