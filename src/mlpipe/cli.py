@@ -1,7 +1,10 @@
-"""The ``mlpipe`` command: ``mlpipe predict`` (batch scoring) and ``mlpipe serve`` (HTTP).
+"""The ``mlpipe`` command.
 
-Both take a bundle folder written by the package stage (``models/package``), verify it before
-loading, and never import TensorFlow. Errors print one line, ``mlpipe: error: ...``, and exit 1.
+Serving: ``mlpipe predict`` (batch scoring) and ``mlpipe serve`` (HTTP) take a bundle folder written
+by the package stage, verify it before loading, and never import TensorFlow.
+Versions (GTO tags) and experiments: ``register``, ``promote``, ``rollback``, ``compare``,
+``fetch``, ``gc`` and ``sweep`` run in the repository (``--repo``, default the current folder).
+Errors print one line, ``mlpipe: error: ...``, and exit 1.
 """
 
 from __future__ import annotations
@@ -61,6 +64,78 @@ def _serve(args: argparse.Namespace) -> None:
             log_file.close()
 
 
+def _register(args: argparse.Namespace) -> None:
+    from mlpipe import registry
+
+    root, params = registry.project(args.repo)
+    tag = registry.register(root, params, args.ref, version=args.version, bump=args.bump)
+    print(f"mlpipe: registered {tag} (push it: git push origin {tag} && dvc push)", file=sys.stderr)
+
+
+def _promote(args: argparse.Namespace) -> None:
+    from mlpipe import registry
+
+    root, params = registry.project(args.repo)
+    version = registry.promote(root, params, args.version, args.stage)
+    print(f"mlpipe: {params.package.name} {version} is now in {args.stage}", file=sys.stderr)
+
+
+def _rollback(args: argparse.Namespace) -> None:
+    from mlpipe import registry
+
+    root, params = registry.project(args.repo)
+    version = registry.rollback(root, params, args.stage, args.to)
+    print(f"mlpipe: {args.stage} rolled back to {params.package.name} {version}", file=sys.stderr)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from mlpipe import registry
+
+    root, params = registry.project(args.repo)
+    old, new = (registry.version_tag(params.package.name, v) for v in (args.old, args.new))
+    rows = registry.diff_table(root, old, new)
+    width = max([len(f"{p}  {k}") for p, k, *_ in rows] + [10])
+    print(f"{'metric':<{width}}  {old:>22}  {new:>22}  {'change':>12}")
+    for path, key, a, b, change in rows:
+        shown = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in (a, b)]
+        delta = f"{change:+.6g}" if change is not None else "-"
+        print(f"{path + '  ' + key:<{width}}  {shown[0]:>22}  {shown[1]:>22}  {delta:>12}")
+    result = registry.compare_revisions(root, params, old, new)
+    print(result.describe())
+    if result.worse:
+        raise registry.RegistryError(
+            f"{new} is worse than {old} beyond the tolerance {params.registry.tolerance:g}"
+        )
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from mlpipe import registry
+
+    root, params = registry.project(args.repo)
+    out = registry.fetch(root, params, args.version, Path(args.output))
+    print(f"mlpipe: {params.package.name} {args.version} verified in {out}", file=sys.stderr)
+
+
+def _gc(args: argparse.Namespace) -> None:
+    from mlpipe import registry
+
+    root, params = registry.project(args.repo)
+    registry.gc(root, params, [a for a in args.dvc_args if a != "--"], remote=args.remote)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from mlpipe import registry, sweep
+
+    root, _ = registry.project(args.repo)
+    commands = sweep.queue(root, args.file, dry_run=args.dry_run)
+    for command in commands:
+        print(" ".join(command[2:]))
+    done = "checked (dry run)" if args.dry_run else "queued; run them with `dvc queue start -j 2`"
+    print(f"mlpipe: {len(commands)} experiments {done}", file=sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="mlpipe", description=__doc__.split("\n")[0])
     commands = main_parser.add_subparsers(dest="command", required=True)
@@ -93,6 +168,51 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per model (default: 1)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
+
+    def repo_command(name: str, help: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help)
+        command.add_argument(
+            "--repo", default=".", help="the project's git repository (default: %(default)s)"
+        )
+        return command
+
+    register = repo_command("register", help="register a new model version (refused if the gate failed)")
+    register.add_argument("--ref", default="HEAD", help="the commit to register (default: %(default)s)")
+    register.add_argument("--version", help="the version, e.g. v1.0.0 (default: bump the latest)")
+    register.add_argument(
+        "--bump", choices=["major", "minor", "patch"], default="minor", help="without --version"
+    )
+    register.set_defaults(run=_register)
+
+    promote = repo_command("promote", help="assign a stage to a version (refused if it regresses)")
+    promote.add_argument("version", help="e.g. v2.0.0 or study-time@v2.0.0")
+    promote.add_argument("--stage", default="prod", help="default: %(default)s")
+    promote.set_defaults(run=_promote)
+
+    rollback = repo_command("rollback", help="re-point a stage to the version it held before")
+    rollback.add_argument("--stage", default="prod", help="default: %(default)s")
+    rollback.add_argument("--to", help="a specific earlier version")
+    rollback.set_defaults(run=_rollback)
+
+    compare = repo_command("compare", help="every metric of two versions; exit 1 if the second regressed")
+    compare.add_argument("old", help="version or git ref, e.g. v1.0.0")
+    compare.add_argument("new", help="version or git ref, e.g. v2.0.0 or HEAD")
+    compare.set_defaults(run=_compare)
+
+    fetch = repo_command("fetch", help="download a version's bundle into a folder (HEAD does not move)")
+    fetch.add_argument("version", help="e.g. v1.0.0")
+    fetch.add_argument("-o", "--output", required=True, help="folder to create")
+    fetch.set_defaults(run=_fetch)
+
+    gc = repo_command("gc", help="`dvc gc`, refused while a registered version's data is not on the remote")
+    gc.add_argument("--remote", help="DVC remote to check (default: the default remote)")
+    gc.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc gc, after --")
+    gc.set_defaults(run=_gc)
+
+    sweep = repo_command("sweep", help="queue a grid of experiments, every key checked first")
+    sweep.add_argument("file", help="sweep file with a grid, e.g. sweeps/seed-grid.yaml")
+    sweep.add_argument("--dry-run", action="store_true", help="check and print, queue nothing")
+    sweep.set_defaults(run=_sweep)
     return main_parser
 
 

@@ -244,6 +244,21 @@ class PackageParams(_Section):
         return value
 
 
+class RegistryParams(_Section):
+    """What makes one model version better than another, for promotion and ``mlpipe compare``."""
+
+    metric: str
+    lower_is_better: bool
+    tolerance: float
+
+    @field_validator("tolerance")
+    @classmethod
+    def _tolerance(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError("must be in [0, 1)")
+        return value
+
+
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Params:
     """All of ``params.yaml`` (a dataclass, since ``validate`` would shadow a BaseModel method)."""
@@ -256,6 +271,7 @@ class Params:
     train: TrainParams
     evaluate: EvaluateParams
     package: PackageParams
+    registry: RegistryParams
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,0 +1,69 @@
+"""Temporary project repositories for the slow tests: the real code, dvc.yaml and config, tiny params."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from tests import tiny
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {**tiny.TINY, "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30}}
+
+
+def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``repo`` as a user would, with the repository's own code on the path."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo / "src"),
+        "DVC_NO_ANALYTICS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    result = subprocess.run(args, cwd=repo, env=env, text=True, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def set_params(repo: Path, **sections: dict) -> None:
+    """Update params.yaml sections in place (``train={"learning_rate": 0.004}``)."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_repo(repo: Path, project_config: bool = False) -> Path:
+    """A git + DVC repository with the project's code, dvc.yaml and tiny params, committed.
+
+    Args:
+        repo: An empty folder.
+        project_config: Use the project's ``.dvc/config`` (its S3 remote) instead of a blank one.
+    """
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    set_params(repo, **TINY)
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "dvc", "init", "-q")
+    if project_config:
+        shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    sh(repo, "dvc", "config", "core.analytics", "false")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "init")
+    return repo

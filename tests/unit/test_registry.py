@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from mlpipe import registry
+from mlpipe.params import RegistryParams
+
+SETTINGS = RegistryParams(metric="model.rmse", lower_is_better=True, tolerance=0.02)
+
+
+def test_judge_allows_a_small_regression_within_tolerance():
+    assert not registry.judge(0.400, 0.405, SETTINGS).worse  # +1.25%
+    worse = registry.judge(0.400, 0.420, SETTINGS)
+    assert worse.worse and worse.change == pytest.approx(0.05)
+    assert "+5.00% towards worse" in worse.describe()
+
+
+def test_judge_respects_the_direction_of_the_metric():
+    higher = SETTINGS.model_copy(update={"metric": "model.r2", "lower_is_better": False})
+    assert registry.judge(0.90, 0.80, higher).worse
+    assert not registry.judge(0.80, 0.90, higher).worse
+
+
+def test_metric_value_must_be_found_exactly_once():
+    metrics = {"metrics/evaluate.json": {"model.rmse": 0.4}, "metrics/train.json": {"loss": 1.0}}
+    assert registry.metric_value(metrics, "model.rmse", "HEAD") == 0.4
+    with pytest.raises(registry.RegistryError, match="found in no metrics file at v1"):
+        registry.metric_value(metrics, "model.mape", "v1")
+
+
+def test_the_gate_verdict_is_found_among_metrics_files():
+    verdict = {"passed": False, "checks.rmse.passed": False, "checks.rmse.value": 0.6}
+    metrics = {"metrics/evaluate.json": {"model.rmse": 0.6}, "metrics/package.json": verdict}
+    assert registry.gate_verdict(metrics) == verdict
+    assert registry.gate_verdict({"metrics/evaluate.json": {"model.rmse": 0.6}}) is None
+    assert registry.flatten({"a": {"b": 1, "c": {"d": 2}}}) == {"a.b": 1, "a.c.d": 2}
+
+
+def test_version_tags_follow_gto():
+    assert registry.version_tag("study-time", "v1.2.3") == "study-time@v1.2.3"
+    assert registry.version_tag("study-time", "HEAD") == "HEAD"
