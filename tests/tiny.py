@@ -9,6 +9,7 @@ TINY = {
     # a small model on about a thousand rows: gate on beating the mean only
     "package": {
         "gate": {
+            "metric": "rmse",
             "min_improvement": {"mean": 0.3},
             "max": {"rmse": 2.0},
             "min": {"r2": 0.5},

@@ -3,7 +3,8 @@
 Memory stays flat in the file's size: each chunk is read, checked against the bundle's schema,
 scored and appended to the output, which is written under a temporary name and renamed into place
 only when every chunk succeeded. The output holds the input's id columns that the bundle names
-(``session_id``, ``student_id``, ...) and ``prediction``, one row per input row.
+(``session_id``, ``student_id``, ...) and ``prediction`` (regression) or ``label`` and one
+``probability_<class>`` per class (classification), one row per input row.
 
 A bad row stops the run and is reported by line number (CSV and JSON lines, header = line 1) or row
 number (Parquet, from 1), naming the field; with ``skip_invalid`` bad rows are reported, left out,
@@ -189,9 +190,21 @@ def _describe(errors: list[FieldError], lines: np.ndarray, unit: str) -> list[st
     return out
 
 
+def output_columns(predictor: Predictor, values: np.ndarray) -> dict[str, Any]:
+    """``prediction`` (regression), or ``label`` and ``probability_<class>`` per class."""
+    result = predictor.as_prediction(values)
+    if result.classes is None:
+        return {"prediction": values}
+    columns: dict[str, Any] = {"label": result.labels}
+    for name, column in zip(result.classes, result.probabilities().T, strict=True):
+        columns[f"probability_{name}"] = column
+    return columns
+
+
 def _score(predictor: Predictor, chunk: Chunk) -> tuple[np.ndarray, list[FieldError]]:
-    """Predictions for the chunk's valid rows (NaN for bad ones), and the problems found."""
-    values = np.full(len(chunk.lines), np.nan)
+    """The model's output for the chunk's valid rows (NaN for bad ones), and the problems found."""
+    width = predictor.output_width
+    values = np.full((len(chunk.lines), width) if width > 1 else len(chunk.lines), np.nan)
     if isinstance(chunk.rows, list):
         try:
             return predictor.predict_records(chunk.rows).values, []
@@ -264,7 +277,7 @@ def predict_file(
                     )
                 else:
                     out = pd.DataFrame({c: chunk.rows[c] for c in ids if c in chunk.rows.columns})
-                out["prediction"] = values
+                out = out.assign(**output_columns(predictor, values))
                 writer.write(out[~bad].reset_index(drop=True))
                 report.scored += int((~bad).sum())
                 bar.update(len(values))

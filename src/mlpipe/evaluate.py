@@ -1,14 +1,17 @@
 """Stage ``evaluate``: score the model and three baselines on the held-out test split.
 
 Inputs: the ``train`` and ``test`` splits and the preprocessor from ``preprocess``; the model from
-``train``; optionally the data's noise floor (``simulate``'s metrics).
-Outputs: a metrics file (MAE, RMSE, R² for the model and for each baseline, and RMSE over the noise
-floor), permutation feature importance, and plot data: ``predictions.csv`` for ``dvc plots`` and
-the same plots as PNG images.
-Params: ``base.seed``, ``evaluate.*``.
+``train``; optionally the data's noise floor (``simulate``'s metrics, regression on demo data).
+Outputs: a metrics file, permutation feature importance, and plot data for ``dvc plots`` with the
+same plots as PNG images.
+Params: ``base.seed``, ``evaluate.*``; the task comes from the preprocessor.
 
-The baselines are fitted here, on the training split, with the same preprocessing as the model: the
-mean predictor, a ridge regression and scikit-learn's histogram gradient boosting.
+Regression: MAE, RMSE, R² (and RMSE over the noise floor) for the model and for the mean predictor,
+a ridge regression and histogram gradient boosting; plots of predicted vs actual and residuals.
+Classification: accuracy, precision, recall and F1 (per class and weighted), ROC-AUC, PR-AUC, log
+loss and Brier score for the model and for the majority class (class priors), a logistic
+regression and histogram gradient boosting; a confusion matrix, ROC, precision-recall and
+calibration curves. Baselines are fitted here, on the training split, with the model's features.
 """
 
 from __future__ import annotations
@@ -50,30 +53,127 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
     }
 
 
-def fit_baselines(
-    x_train: np.ndarray, y_train: np.ndarray, params: EvaluateParams, seed: int
-) -> dict[str, Predict]:
-    """Fit the mean, linear and gradient-boosting baselines; return their predict functions."""
-    from sklearn.dummy import DummyRegressor
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.linear_model import Ridge
+def class_probabilities(output: np.ndarray) -> np.ndarray:
+    """``(n, k)`` probabilities from a model output: a binary positive-class column or ``(n, k)``."""
+    output = np.asarray(output, dtype=np.float64)
+    return np.column_stack([1 - output, output]) if output.ndim == 1 else output
 
-    estimators: dict[str, Any] = {
-        "mean": DummyRegressor(strategy="mean"),
-        "linear": Ridge(alpha=params.linear_alpha),
-        "hgb": HistGradientBoostingRegressor(
-            max_iter=params.hgb.max_iter,
-            learning_rate=params.hgb.learning_rate,
-            max_leaf_nodes=params.hgb.max_leaf_nodes,
-            early_stopping=False,
-            random_state=seed,
-        ),
+
+def predicted_classes(output: np.ndarray, threshold: float) -> np.ndarray:
+    """Class indices: the positive class at ``threshold`` or above (binary), else the most probable."""
+    output = np.asarray(output)
+    return (output >= threshold).astype(np.int64) if output.ndim == 1 else output.argmax(axis=1)
+
+
+def classification_metrics(
+    actual: np.ndarray, output: np.ndarray, classes: list[Any], threshold: float
+) -> dict[str, Any]:
+    """Accuracy, weighted and per-class precision/recall/F1, ROC-AUC, PR-AUC, log loss and Brier.
+
+    Args:
+        actual: Class indices into ``classes``.
+        output: The model's output: positive-class probabilities (binary) or ``(n, k)``.
+        classes: The class labels, in output order.
+        threshold: The binary decision threshold.
+
+    Raises:
+        ValueError: if the arrays differ in length or are empty.
+    """
+    from sklearn import metrics as skm
+
+    actual = np.asarray(actual, dtype=np.int64)
+    proba = class_probabilities(output)
+    if actual.size == 0 or proba.shape != (len(actual), len(classes)):
+        raise ValueError(
+            f"need {len(classes)} probabilities for each of {actual.size} (>0) rows, got {proba.shape}"
+        )
+    labels = list(range(len(classes)))
+    predicted = predicted_classes(output, threshold)
+    onehot = np.eye(len(classes))[actual]
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        actual, predicted, labels=labels, zero_division=0
+    )
+    weighted = skm.precision_recall_fscore_support(
+        actual, predicted, labels=labels, average="weighted", zero_division=0
+    )
+    present = len(np.unique(actual)) == len(classes)
+    if len(classes) == 2:
+        roc_auc = skm.roc_auc_score(actual, proba[:, 1]) if present else float("nan")
+        pr_auc = skm.average_precision_score(actual, proba[:, 1])
+    else:
+        roc_auc = (
+            skm.roc_auc_score(actual, proba, multi_class="ovr", average="weighted", labels=labels)
+            if present
+            else float("nan")
+        )
+        pr_auc = skm.average_precision_score(onehot, proba, average="weighted")
+    return {
+        "accuracy": float(skm.accuracy_score(actual, predicted)),
+        "precision_weighted": float(weighted[0]),
+        "recall_weighted": float(weighted[1]),
+        "f1_weighted": float(weighted[2]),
+        "roc_auc": float(roc_auc),
+        "pr_auc": float(pr_auc),
+        "log_loss": float(skm.log_loss(actual, np.clip(proba, 1e-15, 1), labels=labels)),
+        "brier": float(np.mean(np.sum((proba - onehot) ** 2, axis=1)) / (2 if len(classes) == 2 else 1)),
+        "per_class": {
+            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        },
     }
-    return {name: est.fit(x_train, y_train).predict for name, est in estimators.items()}
+
+
+def fit_baselines(
+    x_train: np.ndarray, y_train: np.ndarray, params: EvaluateParams, seed: int, task: str = "regression"
+) -> dict[str, Predict]:
+    """Fit the three baselines on the training split; return functions giving the model's output format.
+
+    Regression: the mean, ridge regression, gradient boosting. Classification: the majority class
+    (class priors as probabilities), logistic regression, gradient boosting.
+    """
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    boosting = {
+        "max_iter": params.hgb.max_iter,
+        "learning_rate": params.hgb.learning_rate,
+        "max_leaf_nodes": params.hgb.max_leaf_nodes,
+        "early_stopping": False,
+        "random_state": seed,
+    }
+    if task == "regression":
+        estimators: dict[str, Any] = {
+            "mean": DummyRegressor(strategy="mean"),
+            "linear": Ridge(alpha=params.linear_alpha),
+            "hgb": HistGradientBoostingRegressor(**boosting),
+        }
+        return {name: est.fit(x_train, y_train).predict for name, est in estimators.items()}
+    estimators = {
+        "majority": DummyClassifier(strategy="prior"),
+        "linear": LogisticRegression(C=1 / params.linear_alpha, max_iter=2000),
+        "hgb": HistGradientBoostingClassifier(**boosting),
+    }
+
+    def output_of(estimator: Any) -> Predict:
+        if task == "binary":
+            return lambda x: estimator.predict_proba(x)[:, 1]
+        return estimator.predict_proba
+
+    return {name: output_of(est.fit(x_train, y_train)) for name, est in estimators.items()}
+
+
+def score(
+    task: str, actual: np.ndarray, output: np.ndarray, prep: features.Preprocessor, threshold: float
+) -> dict:
+    """The task's metrics of one model's output."""
+    if task == "regression":
+        return regression_metrics(actual, output)
+    return classification_metrics(actual, output, list(prep.classes or ()), threshold)
 
 
 class RawModel:
-    """Raw records in, predictions out: the preprocessor and the network as one estimator."""
+    """Raw records in, model output out: the preprocessor and the network as one estimator."""
 
     def __init__(self, prep: features.Preprocessor, predict: Predict) -> None:
         self.prep = prep
@@ -86,69 +186,135 @@ class RawModel:
         return self._predict(features.transform(frame, self.prep))
 
 
+def importance_metric(task: str) -> str:
+    """The loss whose increase measures a column's importance: RMSE, or log loss for classification."""
+    return "rmse" if task == "regression" else "log_loss"
+
+
 def permutation_importance(
-    model: RawModel, frame: pd.DataFrame, actual: np.ndarray, repeats: int, seed: int
+    model: RawModel, frame: pd.DataFrame, actual: np.ndarray, repeats: int, seed: int, threshold: float = 0.5
 ) -> dict[str, dict[str, float]]:
-    """RMSE increase when each raw input column is shuffled (a categorical counts as one column).
+    """Loss increase when each raw input column is shuffled (a categorical counts as one column).
 
     Returns:
-        Column -> mean and standard deviation of the RMSE increase over ``repeats`` shuffles.
+        Column -> mean and standard deviation of the increase in RMSE (regression) or log loss
+        (classification) over ``repeats`` shuffles.
     """
     from sklearn.inspection import permutation_importance as sk_permutation_importance
 
+    task = model.prep.task
+    metric = importance_metric(task)
     columns = model.prep.input_columns
     result = sk_permutation_importance(
         model,
         frame[columns],
         actual,
-        scoring=lambda est, x, y: -regression_metrics(y, est.predict(x))["rmse"],
+        scoring=lambda est, x, y: -score(task, y, est.predict(x), model.prep, threshold)[metric],
         n_repeats=repeats,
         random_state=seed,
         n_jobs=1,
     )
     return {
-        column: {"rmse_increase": float(mean), "std": float(std)}
+        column: {f"{metric}_increase": float(mean), "std": float(std)}
         for column, mean, std in zip(columns, result.importances_mean, result.importances_std, strict=True)
     }
 
 
-def write_plots(folder: Path, actual: np.ndarray, predicted: np.ndarray) -> None:
-    """Plot data for ``dvc plots`` and the same two plots as PNG images."""
+def _figure(folder: Path, name: str, draw: Callable[[Any], None]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    draw(ax)
+    ax.set_title(name.replace("_", " "))
+    fig.tight_layout()
+    fig.savefig(folder / f"{name}.png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_plots(folder: Path, actual: np.ndarray, predicted: np.ndarray) -> None:
+    """Regression plot data for ``dvc plots`` and the same two plots as PNG images."""
     residual = predicted - actual
     pd.DataFrame({"actual": actual, "predicted": predicted, "residual": residual}).to_csv(
         folder / "predictions.csv", index=False, float_format="%.4f"
     )
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
-    for name, x, y, xlabel, ylabel, line in (
-        (
-            "predicted_vs_actual",
-            actual,
-            predicted,
-            "actual (h)",
-            "predicted (h)",
-            ([low, high], [low, high]),
-        ),
-        (
-            "residuals",
-            predicted,
-            residual,
-            "predicted (h)",
-            "predicted - actual (h)",
-            ([low, high], [0, 0]),
-        ),
-    ):
-        fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-        ax.scatter(x, y, s=6, alpha=0.4)
-        ax.plot(*line, color="black", linewidth=1)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=name.replace("_", " "))
-        fig.tight_layout()
-        fig.savefig(folder / f"{name}.png", metadata={"Software": None})
-        plt.close(fig)
+
+    def scatter(x: np.ndarray, y: np.ndarray, line: tuple, xlabel: str, ylabel: str) -> Callable[[Any], None]:
+        def draw(ax: Any) -> None:
+            ax.scatter(x, y, s=6, alpha=0.4)
+            ax.plot(*line, color="black", linewidth=1)
+            ax.set(xlabel=xlabel, ylabel=ylabel)
+
+        return draw
+
+    _figure(
+        folder,
+        "predicted_vs_actual",
+        scatter(actual, predicted, ([low, high], [low, high]), "actual", "predicted"),
+    )
+    _figure(
+        folder,
+        "residuals",
+        scatter(predicted, residual, ([low, high], [0, 0]), "predicted", "predicted - actual"),
+    )
+
+
+def write_classification_plots(
+    folder: Path, actual: np.ndarray, output: np.ndarray, classes: list[Any], threshold: float
+) -> None:
+    """Confusion matrix, ROC, precision-recall and calibration: CSV for ``dvc plots``, and PNG.
+
+    Curves are for the positive class (binary) or micro-averaged over the classes (multiclass).
+    """
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+    names = [str(c) for c in classes]
+    predicted = predicted_classes(output, threshold)
+    proba = class_probabilities(output)
+    pd.DataFrame({"actual": [names[i] for i in actual], "predicted": [names[i] for i in predicted]}).to_csv(
+        folder / "predictions.csv", index=False
+    )
+    if len(classes) == 2:
+        truth, scores = actual == 1, proba[:, 1]
+    else:
+        truth, scores = np.eye(len(classes))[actual].ravel() == 1, proba.ravel()
+    fpr, tpr, _ = roc_curve(truth, scores)
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    observed, expected = calibration_curve(truth, scores, n_bins=10, strategy="quantile")
+    tables = {
+        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+        "precision_recall": pd.DataFrame({"recall": recall, "precision": precision}),
+        "calibration": pd.DataFrame({"predicted": expected, "observed": observed}),
+    }
+    for name, table in tables.items():
+        table.to_csv(folder / f"{name}.csv", index=False, float_format="%.4f")
+    matrix = confusion_matrix(actual, predicted, labels=list(range(len(classes))))
+
+    def confusion(ax: Any) -> None:
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center")
+        ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names)
+        ax.set(xlabel="predicted", ylabel="actual")
+
+    def curve(x: str, y: str, diagonal: bool) -> Callable[[Any], None]:
+        def draw(ax: Any) -> None:
+            table = next(t for t in tables.values() if x in t and y in t)
+            ax.plot(table[x], table[y])
+            if diagonal:
+                ax.plot([0, 1], [0, 1], color="black", linewidth=1, linestyle=":")
+            ax.set(xlabel=x, ylabel=y, xlim=(0, 1), ylim=(0, 1.02))
+
+        return draw
+
+    _figure(folder, "confusion_matrix", confusion)
+    _figure(folder, "roc", curve("fpr", "tpr", True))
+    _figure(folder, "precision_recall", curve("recall", "precision", False))
+    _figure(folder, "calibration", curve("predicted", "observed", True))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -157,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--splits", required=True, help="folder with train/test Parquet files")
     parser.add_argument("--preprocessor", required=True, help="fitted preprocessor JSON")
     parser.add_argument("--model", required=True, help="model folder from train")
-    parser.add_argument("--noise-floor", help="metrics JSON with noise_floor_rmse (demo data only)")
+    parser.add_argument("--noise-floor", help="metrics JSON with noise_floor_rmse (demo regression only)")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     parser.add_argument("--importance", required=True, help="feature importance JSON to write")
     parser.add_argument("--plots", required=True, help="folder for plot data and PNG images")
@@ -166,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     all_params = load_params(args.params)
     params, seed = all_params.evaluate, all_params.base.seed
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
+    task = prep.task
     train_frame = io.read_parquet(Path(args.splits, "train.parquet"))
     test_frame = io.read_parquet(Path(args.splits, "test.parquet"))
     (x_train, y_train), (x_test, y_test) = (features.matrices(f, prep) for f in (train_frame, test_frame))
@@ -173,18 +340,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     from mlpipe.model import load_model, predict
 
     network = load_model(args.model)
-    predicted = predict(network, x_test)
+    output = predict(network, x_test)
+    baselines = fit_baselines(x_train, y_train, params, seed, task)
     metrics: dict[str, Any] = {
         "test_rows": len(y_test),
-        "model": regression_metrics(y_test, predicted),
+        "model": score(task, y_test, output, prep, params.threshold),
         "baselines": {
-            name: regression_metrics(y_test, baseline(x_test))
-            for name, baseline in fit_baselines(x_train, y_train, params, seed).items()
+            name: score(task, y_test, b(x_test), prep, params.threshold) for name, b in baselines.items()
         },
     }
+    loss = importance_metric(task)
     for name in ("linear", "hgb"):
-        metrics[f"model_rmse_over_{name}"] = metrics["model"]["rmse"] / metrics["baselines"][name]["rmse"]
-    if args.noise_floor:
+        metrics[f"model_{loss}_over_{name}"] = metrics["model"][loss] / metrics["baselines"][name][loss]
+    if args.noise_floor and task == "regression":
         floor = float(io.read_json(args.noise_floor)["noise_floor_rmse"])
         metrics["noise_floor_rmse"] = floor
         for scores in (metrics["model"], *metrics["baselines"].values()):
@@ -196,17 +364,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         y_test,
         params.permutation_repeats,
         seed,
+        params.threshold,
     )
     with io.atomic_path(args.plots, directory=True) as tmp:
-        write_plots(tmp, y_test.astype(np.float64), predicted.astype(np.float64))
+        if task == "regression":
+            write_plots(tmp, y_test.astype(np.float64), output.astype(np.float64))
+        else:
+            write_classification_plots(tmp, y_test, output, list(prep.classes or ()), params.threshold)
     io.write_json(args.importance, importance)
     io.write_json(args.metrics, metrics)
     log.info(
-        "test RMSE %.4f (linear %.4f, hgb %.4f)%s",
-        metrics["model"]["rmse"],
-        metrics["baselines"]["linear"]["rmse"],
-        metrics["baselines"]["hgb"]["rmse"],
-        f"; {metrics['model']['rmse_over_noise_floor']:.3f} x noise floor" if args.noise_floor else "",
+        "test %s %.4f (linear %.4f, hgb %.4f)%s",
+        loss,
+        metrics["model"][loss],
+        metrics["baselines"]["linear"][loss],
+        metrics["baselines"]["hgb"][loss],
+        f"; {metrics['model']['rmse_over_noise_floor']:.3f} x noise floor"
+        if "noise_floor_rmse" in metrics
+        else "",
     )
 
 

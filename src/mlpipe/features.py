@@ -115,6 +115,9 @@ class Preprocessor:
         cyclical: Column -> (period, level -> position) for sin/cos encoding.
         categories: Column -> levels seen in training, in indicator order.
         unknown_category: ``"ignore"`` (all indicators 0) or ``"error"``.
+        task: ``"regression"``, ``"binary"`` or ``"multiclass"``.
+        classes: Classification: the target's classes, in output order (binary: negative, positive).
+        fill: Raw column -> the value a missing entry takes (training median, mean or most frequent).
     """
 
     target: str
@@ -125,7 +128,15 @@ class Preprocessor:
     cyclical: dict[str, dict[str, Any]]
     categories: dict[str, list[str]]
     unknown_category: str
+    task: str = "regression"
+    classes: list[Any] | None = None
+    fill: dict[str, Any] = field(default_factory=dict)
     version: int = field(default=FORMAT_VERSION)
+
+    @property
+    def numeric_inputs(self) -> list[str]:
+        """The input columns read as numbers (numeric columns and those derived formulas read)."""
+        return [c for c in self.input_columns if c not in self.categories and c not in self.cyclical]
 
     @property
     def input_columns(self) -> list[str]:
@@ -205,51 +216,123 @@ def _require_finite(values: np.ndarray, subject: str) -> np.ndarray:
     return values
 
 
-def _float_columns(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
+def _float_columns(frame: pd.DataFrame, names: list[str], fill: dict[str, Any]) -> dict[str, np.ndarray]:
     out = {}
     for name in names:
         try:
             values = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
         except (ValueError, TypeError):
             raise PipelineError(f"column {name!r} must be numeric") from None
+        if name in fill:
+            values = np.where(np.isnan(values), fill[name], values)
         out[name] = _require_finite(values, f"column {name!r}")
     return out
 
 
+def _string_column(frame: pd.DataFrame, name: str, fill: dict[str, Any]) -> pd.Series:
+    """A categorical or cyclical column as strings, missing entries filled where a fill is known."""
+    column = frame[name]
+    if name in fill:
+        column = column.astype("object").where(column.notna(), fill[name])
+    missing = np.flatnonzero(column.isna().to_numpy())
+    if len(missing):
+        raise PipelineError(f"column {name!r} has {len(missing)} missing values (first at row {missing[0]})")
+    return column.astype("str")
+
+
 def _numeric_values(
-    frame: pd.DataFrame, numeric: list[str], derived: dict[str, str]
+    frame: pd.DataFrame, numeric: list[str], derived: dict[str, str], fill: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """The numeric columns, then each derived feature, as float64 arrays before scaling."""
-    values = _float_columns(frame, numeric)
+    values = _float_columns(frame, numeric, fill)
     for name, text in derived.items():
-        columns = _float_columns(frame, expression_columns(name, text))
+        columns = _float_columns(frame, expression_columns(name, text), fill)
         values[name] = _require_finite(
             evaluate_expression(name, text, columns), f"derived feature {name!r} = {text}"
         )
     return values
 
 
-def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
-    """Learn scaling statistics and category levels from the training split.
+def fill_values(frame: pd.DataFrame, params: PreprocessParams) -> dict[str, Any]:
+    """What each raw input column's missing entries become, from the training split.
+
+    Numeric columns (and those derived formulas read) take the median or mean; categorical and
+    cyclical columns the most frequent level. A strategy of ``none`` fills nothing.
+    """
+    fill: dict[str, Any] = {}
+    numeric = list(
+        dict.fromkeys(
+            [*params.numeric, *(c for n, t in params.derived.items() for c in expression_columns(n, t))]
+        )
+    )
+    if params.impute.numeric != "none":
+        for name in numeric:
+            values = pd.to_numeric(frame[name], errors="coerce").dropna()
+            if len(values):
+                fill[name] = float(values.median() if params.impute.numeric == "median" else values.mean())
+    if params.impute.categorical != "none":
+        for name in [*params.categorical, *params.cyclical]:
+            counts = frame[name].dropna().astype("str").value_counts(sort=False)
+            if len(counts):
+                fill[name] = str(counts.sort_index().idxmax())  # ties: the first level in sorted order
+    return fill
+
+
+def classes_of(frame: pd.DataFrame, params: PreprocessParams) -> list[Any] | None:
+    """The target's classes for classification (binary: negative first, positive last), else None.
 
     Raises:
-        PipelineError: if a declared column is missing, non-numeric where numeric is needed, or empty.
+        PipelineError: for a target with missing values, one class, or a class count the task
+            does not allow, before any training starts.
+    """
+    if params.task == "regression":
+        return None
+    labels = frame[params.target]
+    if labels.isna().any():
+        raise PipelineError(f"target {params.target!r} has missing values in the training split")
+    classes = sorted(labels.unique().tolist(), key=lambda v: (str(type(v)), v))
+    if len(classes) < 2:
+        raise PipelineError(f"target {params.target!r} has one class ({classes[0]!r}) in the training split")
+    if params.task == "binary" and len(classes) != 2:
+        raise PipelineError(f"task binary needs 2 classes in {params.target!r}, found {len(classes)}")
+    if params.task == "binary" and params.positive_class is not None:
+        if params.positive_class not in classes:
+            raise PipelineError(
+                f"preprocess.positive_class {params.positive_class!r} is not a class of the target"
+            )
+        classes = [c for c in classes if c != params.positive_class] + [params.positive_class]
+    return classes
+
+
+def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
+    """Learn fill values, scaling statistics, category levels and classes from the training split.
+
+    Raises:
+        PipelineError: if a declared column is missing, non-numeric where numeric is needed, empty,
+            a categorical has more than ``max_levels`` levels, or the target does not fit the task.
     """
     check_roles(list(frame.columns), params)
     if frame.empty:
         raise PipelineError("the training split is empty")
-    values = _numeric_values(frame, params.numeric, params.derived)
+    classes = classes_of(frame, params)
+    fill = fill_values(frame, params)
+    values = _numeric_values(frame, params.numeric, params.derived, fill)
     mean = {name: float(np.mean(v)) for name, v in values.items()}
     scale = {name: float(np.std(v)) or 1.0 for name, v in values.items()}
     categories = {}
     for name in params.categorical:
-        levels = sorted(frame[name].dropna().astype("str").unique().tolist())
+        levels = sorted(_string_column(frame, name, fill).unique().tolist())
         if not levels:
             raise PipelineError(f"categorical column {name!r} has no values in the training split")
+        if len(levels) > params.max_levels:
+            raise PipelineError(
+                f"preprocess.categorical: column {name!r} has {len(levels)} levels in the training split"
+                f" (max_levels {params.max_levels}); an id belongs in preprocess.ids"
+            )
         categories[name] = levels
     cyclical = {}
     for name, spec in params.cyclical.items():
-        unknown = sorted(set(frame[name].dropna().astype("str")) - set(spec.values))
+        unknown = sorted(set(_string_column(frame, name, fill)) - set(spec.values))
         if unknown:
             raise PipelineError(f"preprocess.cyclical.{name}.values has no position for {unknown[0]!r}")
         cyclical[name] = {"period": spec.period, "values": dict(spec.values)}
@@ -262,6 +345,9 @@ def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
         cyclical=cyclical,
         categories=categories,
         unknown_category=params.unknown_category,
+        task=params.task,
+        classes=classes,
+        fill=fill,
     )
 
 
@@ -280,14 +366,14 @@ def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
     if missing:
         raise PipelineError(f"column {missing[0]!r} is missing")
     n = len(frame)
-    values = _numeric_values(frame, prep.numeric, prep.derived)
+    values = _numeric_values(frame, prep.numeric, prep.derived, prep.fill)
     blocks = [
         np.column_stack([(values[k] - prep.mean[k]) / prep.scale[k] for k in values])
         if values
         else np.empty((n, 0))
     ]
     for name, spec in prep.cyclical.items():
-        position = frame[name].astype("str").map(spec["values"])
+        position = _string_column(frame, name, prep.fill).map(spec["values"])
         unknown = np.flatnonzero(position.isna().to_numpy())
         if len(unknown):
             raise PipelineError(
@@ -296,7 +382,7 @@ def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
         angle = 2 * math.pi * position.to_numpy(dtype=np.float64) / spec["period"]
         blocks.append(np.column_stack([np.sin(angle), np.cos(angle)]))
     for name, levels in prep.categories.items():
-        codes = pd.Categorical(frame[name].astype("str"), categories=levels).codes
+        codes = pd.Categorical(_string_column(frame, name, prep.fill), categories=levels).codes
         if prep.unknown_category == "error":
             unknown = np.flatnonzero(codes < 0)
             if len(unknown):
@@ -312,14 +398,24 @@ def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
 
 
 def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
-    """The target column as float32.
+    """The target: float32 values for regression, int32 class indices for classification.
 
     Raises:
-        PipelineError: if it is missing or has missing values.
+        PipelineError: if it is missing, has missing values, or holds a class unseen in training.
     """
     if prep.target not in frame.columns:
         raise PipelineError(f"target column {prep.target!r} is missing")
-    return _float_columns(frame, [prep.target])[prep.target].astype(np.float32)
+    if prep.classes is None:
+        return _float_columns(frame, [prep.target], {})[prep.target].astype(np.float32)
+    labels = frame[prep.target]
+    codes = labels.map({c: i for i, c in enumerate(prep.classes)})
+    unknown = np.flatnonzero(codes.isna().to_numpy())
+    if len(unknown):
+        raise PipelineError(
+            f"target {prep.target!r} has class {labels.iloc[unknown[0]]!r} at row {unknown[0]},"
+            f" not seen in training (classes: {', '.join(map(str, prep.classes))})"
+        )
+    return codes.to_numpy(dtype=np.int32)
 
 
 def matrices(frame: pd.DataFrame, prep: Preprocessor) -> tuple[np.ndarray, np.ndarray]:

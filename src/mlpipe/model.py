@@ -22,28 +22,43 @@ ARCHITECTURE = "model.json"
 WEIGHTS = "model.weights.h5"
 
 
-def build_model(n_features: int, params: TrainParams) -> keras.Model:
-    """A compiled, untrained MLP regressor: Dense blocks with dropout, then a linear output.
+def output_spec(task: str, n_classes: int) -> tuple[int, str | None, str, list[str]]:
+    """Width, activation, loss and metrics of the output layer for a task."""
+    if task == "regression":
+        return 1, None, "mse", ["mae"]
+    if task == "binary":
+        return 1, "sigmoid", "binary_crossentropy", ["accuracy"]
+    return n_classes, "softmax", "sparse_categorical_crossentropy", ["accuracy"]
+
+
+def build_model(
+    n_features: int, params: TrainParams, task: str = "regression", n_classes: int = 1
+) -> keras.Model:
+    """A compiled, untrained MLP: Dense blocks with dropout, then the task's output layer.
 
     Args:
         n_features: Width of the preprocessed input.
         params: Layer sizes, dropout rates, activation, learning rate and weight decay (AdamW; 0
             is plain Adam).
+        task: ``regression`` (linear output, MSE), ``binary`` (sigmoid, cross-entropy) or
+            ``multiclass`` (softmax over ``n_classes``, cross-entropy).
+        n_classes: Number of classes (multiclass only).
     """
+    width, activation, loss, metrics = output_spec(task, n_classes)
     inputs = keras.Input(shape=(n_features,), name="features")
     x = inputs
     for i, (units, rate) in enumerate(zip(params.units, params.dropout, strict=True)):
         x = keras.layers.Dense(units, activation=params.activation, name=f"dense_{i}")(x)
         if rate > 0:
             x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(1, name="prediction")(x)
-    model = keras.Model(inputs, outputs, name="study_time")
+    outputs = keras.layers.Dense(width, activation=activation, name="prediction")(x)
+    model = keras.Model(inputs, outputs, name="mlp")
     model.compile(
         optimizer=keras.optimizers.AdamW(
             learning_rate=params.learning_rate, weight_decay=params.weight_decay, name="adamw"
         ),
-        loss="mse",
-        metrics=["mae"],
+        loss=loss,
+        metrics=metrics,
     )
     return model
 
@@ -65,9 +80,16 @@ def load_model(folder: str | os.PathLike[str]) -> keras.Model:
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    """Predictions as a flat float32 array, in batches, without Keras' per-call overhead."""
+    """Outputs as float32, in batches, without Keras' per-call overhead.
+
+    Returns:
+        Shape ``(n,)`` for a one-wide output (regression value, binary positive-class probability),
+        ``(n, k)`` for class probabilities.
+    """
+    width = model.outputs[0].shape[-1]
     out = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    return np.concatenate(out).reshape(-1).astype(np.float32) if out else np.empty(0, np.float32)
+    values = np.concatenate(out).astype(np.float32) if out else np.empty((0, width), np.float32)
+    return values.reshape(-1) if width == 1 else values
 
 
 def dense_weights(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str]]:

@@ -3,10 +3,12 @@
 The graph has one input per raw column the preprocessor reads, shaped ``[N, 1]``: ``double`` for
 numeric columns, ``string`` for categorical and cyclical ones. It computes exactly what
 :func:`mlpipe.features.transform` computes, in the same order and precision (float64 until the
-feature matrix is cast to float32), then the network's Dense layers, and outputs ``prediction``
-``[N, 1]``. Derived formulas go through :func:`mlpipe.features.fold_expression`, the same tree walk
-that computes them in training. Only standard ONNX operators are used (no custom domains), so the
-graph runs anywhere ONNX Runtime does and nothing in it executes code on load.
+feature matrix is cast to float32), then the network's Dense layers, and outputs ``prediction``:
+``[N, 1]`` for regression and binary classification (the last class's probability), ``[N, k]``
+class probabilities for multiclass. Derived formulas go through
+:func:`mlpipe.features.fold_expression`, the same tree walk that computes them in training. Only
+standard ONNX operators are used (no custom domains), so the graph runs anywhere ONNX Runtime does
+and nothing in it executes code on load.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from mlpipe.errors import PipelineError
 OPSET = 21
 IR_VERSION = 10
 OUTPUT = "prediction"
-ACTIVATIONS = ("linear", "relu", "gelu", "tanh", "elu")
+ACTIVATIONS = ("linear", "relu", "gelu", "tanh", "elu", "sigmoid", "softmax")
+# ONNX operator for each activation that maps to one (linear: none; gelu and elu take attributes)
+_ACTIVATION_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 
 
 @dataclass(frozen=True)
@@ -103,9 +107,25 @@ class _Double:
 
 
 def _preprocessing(graph: _Graph, prep: features.Preprocessor) -> str:
-    """Add :func:`mlpipe.features.transform` to the graph; return the float32 feature matrix."""
+    """Add :func:`mlpipe.features.transform` to the graph; return the float32 feature matrix.
+
+    A missing value is NaN in a numeric input and ``""`` in a string input; where the preprocessor
+    learned a fill value, it replaces them first, as in training.
+    """
     text = set(prep.string_inputs)
-    columns = {c: _Double(graph, c) for c in prep.input_columns if c not in text}
+    source = {}
+    for c in prep.input_columns:
+        if c not in prep.fill:
+            source[c] = c
+        elif c in text:
+            missing = graph.op("Equal", [c, graph.const([[""]], np.str_)])
+            source[c] = graph.op(
+                "Where", [missing, graph.const([[str(prep.fill[c])]], np.str_), c], hint=f"{c}_filled"
+            )
+        else:
+            fill = graph.const([[float(prep.fill[c])]], np.float64)
+            source[c] = graph.op("Where", [graph.op("IsNaN", [c]), fill, c], hint=f"{c}_filled")
+    columns = {c: _Double(graph, source[c]) for c in prep.input_columns if c not in text}
     values = [columns[name] for name in prep.numeric]
     for name, formula in prep.derived.items():
         value = features.fold_expression(name, formula, columns)
@@ -124,7 +144,7 @@ def _preprocessing(graph: _Graph, prep: features.Preprocessor) -> str:
         levels = list(spec["values"])
         hits = graph.op(
             "Cast",
-            [graph.op("Equal", [name, graph.const([levels], np.str_, f"{name}_levels")])],
+            [graph.op("Equal", [source[name], graph.const([levels], np.str_, f"{name}_levels")])],
             to=TensorProto.DOUBLE,
         )
         positions = graph.const([[float(spec["values"][k])] for k in levels], np.float64, f"{name}_positions")
@@ -141,7 +161,7 @@ def _preprocessing(graph: _Graph, prep: features.Preprocessor) -> str:
         pair = graph.op("Concat", [graph.op("Sin", [angle]), graph.op("Cos", [angle])], axis=1)
         blocks.append(graph.op("Cast", [pair], to=TensorProto.FLOAT))
     for name, levels in prep.categories.items():
-        equal = graph.op("Equal", [name, graph.const([levels], np.str_, f"{name}_levels")])
+        equal = graph.op("Equal", [source[name], graph.const([levels], np.str_, f"{name}_levels")])
         blocks.append(graph.op("Cast", [equal], to=TensorProto.FLOAT, hint=f"{name}_onehot"))
     return graph.op("Concat", blocks, axis=1, hint="features") if len(blocks) > 1 else blocks[0]
 
@@ -153,10 +173,10 @@ def _network(graph: _Graph, x: str, layers: list[DenseLayer]) -> str:
         kernel = graph.const(layer.kernel, np.float32, f"kernel_{i}")
         bias = graph.const(layer.bias, np.float32, f"bias_{i}")
         x = graph.op("Add", [graph.op("MatMul", [x, kernel]), bias])
-        if layer.activation == "relu":
-            x = graph.op("Relu", [x])
-        elif layer.activation == "tanh":
-            x = graph.op("Tanh", [x])
+        if layer.activation in _ACTIVATION_OPS:
+            x = graph.op(_ACTIVATION_OPS[layer.activation], [x])
+        elif layer.activation == "softmax":
+            x = graph.op("Softmax", [x], axis=-1)
         elif layer.activation == "elu":
             x = graph.op("Elu", [x], alpha=1.0)
         elif layer.activation == "gelu":

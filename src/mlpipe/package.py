@@ -34,24 +34,31 @@ from mlpipe.stage import run
 
 log = logging.getLogger("mlpipe.package")
 
-METRIC = "rmse"  # the metric the baselines are compared on (lower is better)
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss", "brier"})
 LIBRARIES = ("mlpipe", "numpy", "pandas", "scikit-learn", "keras", "onnx", "onnxruntime")
 
 
 def gate(evaluation: dict[str, Any], params: GateParams, parity: float) -> dict[str, Any]:
     """Check the test metrics against the gate; return the verdict (``passed`` and each check).
 
+    Improvement over a baseline is relative: ``(baseline - model) / baseline`` for a loss (RMSE,
+    MAE, log loss, Brier), ``(model - baseline) / baseline`` for a score (R², accuracy, AUC).
+
     Raises:
         PipelineError: if the gate names a baseline or metric that evaluate did not report.
     """
     model = evaluation["model"]
+    metric = params.metric
+    if metric not in model:
+        raise PipelineError(f"package.gate.metric: evaluate reports no metric {metric!r}")
     checks: dict[str, dict[str, Any]] = {}
     for baseline, margin in params.min_improvement.items():
         if baseline not in evaluation["baselines"]:
             known = ", ".join(evaluation["baselines"])
             raise PipelineError(f"package.gate.min_improvement.{baseline}: no such baseline (known: {known})")
-        improvement = 1 - model[METRIC] / evaluation["baselines"][baseline][METRIC]
-        checks[f"{METRIC}_improvement_over_{baseline}"] = {"value": improvement, "min": margin}
+        theirs = evaluation["baselines"][baseline][metric]
+        gain = theirs - model[metric] if metric in LOWER_IS_BETTER else model[metric] - theirs
+        checks[f"{metric}_improvement_over_{baseline}"] = {"value": gain / abs(theirs), "min": margin}
     for bound, limits in (("max", params.max), ("min", params.min)):
         for metric, limit in limits.items():
             if metric not in model:
@@ -79,7 +86,8 @@ def failures(verdict: dict[str, Any]) -> list[str]:
 def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> dict[str, dict[str, Any]]:
     """The bundle's input contract: each raw column's type, range or categories.
 
-    Ranges come from the validate stage's data contract; categories are the levels seen in training.
+    Ranges come from the validate stage's data contract; categories are the levels seen in training;
+    ``fill`` is what a null becomes (imputation), for columns the contract lets be null.
     """
     schema: dict[str, dict[str, Any]] = {}
     for column in prep.input_columns:
@@ -103,6 +111,8 @@ def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> d
                 value = getattr(rule, bound) if rule is not None else None
                 if value is not None:
                     entry[bound] = int(value) if whole and float(value).is_integer() else value
+        if column in prep.fill and (rule is None or rule.nullable):
+            entry["fill"] = prep.fill[column]
         schema[column] = entry
     return schema
 
@@ -172,7 +182,19 @@ def model_card(meta: dict[str, Any]) -> str:
     evaluation = meta["metrics"]
     rows = [("model (this bundle)", evaluation["model"])]
     rows += [(f"baseline: {name}", scores) for name, scores in evaluation["baselines"].items()]
-    metric_names = [m for m in ("rmse", "mae", "r2", "rmse_over_noise_floor") if m in evaluation["model"]]
+    shown = (
+        "rmse",
+        "mae",
+        "r2",
+        "rmse_over_noise_floor",
+        "accuracy",
+        "f1_weighted",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+    )
+    metric_names = [m for m in shown if m in evaluation["model"]]
     table = ["| | " + " | ".join(metric_names) + " |", "|---" * (len(metric_names) + 1) + "|"]
     table += [f"| {label} | " + " | ".join(f"{s[m]:.3f}" for m in metric_names) + " |" for label, s in rows]
     checks = [
@@ -190,6 +212,8 @@ def model_card(meta: dict[str, Any]) -> str:
             )
         else:
             detail = f"{spec.get('min', '-inf')} to {spec.get('max', 'inf')}"
+        if "fill" in spec:
+            detail += f"; null becomes {spec['fill']!r}"
         inputs.append(f"| `{name}` | {spec['type']} | {detail} |")
     data = meta["data"]
     git = meta["git"]
@@ -199,7 +223,12 @@ def model_card(meta: dict[str, Any]) -> str:
             "",
             meta["description"],
             "",
-            f"- Task: {meta['task']}; predicts `{meta['output']['target']}` as `{meta['output']['name']}`.",
+            f"- Task: {meta['task']}; predicts `{meta['output']['target']}`"
+            + (
+                f" (classes: {', '.join(map(str, meta['output']['classes']))})."
+                if "classes" in meta["output"]
+                else "."
+            ),
             f"- Built from commit `{git['revision']}`{' with uncommitted changes' if git['dirty'] else ''};"
             " the md5 of every upstream output is in `metadata.json` (`lineage`).",
             f"- Data: {data['train_rows']} training, {data['val_rows']} validation and {data['test_rows']}"
@@ -231,6 +260,22 @@ def model_card(meta: dict[str, Any]) -> str:
     )
 
 
+def output_spec(prep: features.Preprocessor, threshold: float) -> dict[str, Any]:
+    """What the ONNX output ``prediction`` holds: a number, the last class's probability (binary),
+    or one probability per class; with the classes and the binary decision threshold."""
+    if prep.task == "regression":
+        return {"name": onnx_graph.OUTPUT, "target": prep.target, "type": "number"}
+    spec = {
+        "name": onnx_graph.OUTPUT,
+        "target": prep.target,
+        "type": "probabilities",
+        "classes": prep.classes,
+    }
+    if prep.task == "binary":
+        spec.update(type="probability of the last class", threshold=threshold)
+    return spec
+
+
 def build_metadata(
     params: Params, prep: features.Preprocessor, evaluation: dict[str, Any], split_rows: dict[str, int]
 ) -> dict[str, Any]:
@@ -239,10 +284,10 @@ def build_metadata(
         "format_version": bundle.FORMAT_VERSION,
         "name": params.package.name,
         "description": params.package.description,
-        "task": "regression",
+        "task": prep.task,
         "inputs": input_schema(prep, params.validate.columns),
         "ids": list(params.preprocess.ids),
-        "output": {"name": onnx_graph.OUTPUT, "target": prep.target, "type": "number"},
+        "output": output_spec(prep, params.evaluate.threshold),
         "params": {
             section: getattr(params, section).model_dump(mode="json")
             for section in ("base", "preprocess", "train", "evaluate", "package")

@@ -112,9 +112,18 @@ class CyclicalFeature(_Section):
     values: dict[str, float]
 
 
-class PreprocessParams(_Section):
-    """Column roles, derived features, the split, and the unknown-category policy."""
+class ImputeParams(_Section):
+    """How missing values are filled, with statistics of the training split (``none``: refused)."""
 
+    numeric: Literal["none", "mean", "median"]
+    categorical: Literal["none", "most_frequent"]
+
+
+class PreprocessParams(_Section):
+    """The task, column roles, derived features, imputation, the split, and the unknown-category policy."""
+
+    task: Literal["regression", "binary", "multiclass"]
+    positive_class: str | int | bool | None
     target: str
     group: str
     ids: list[str]
@@ -122,12 +131,18 @@ class PreprocessParams(_Section):
     categorical: list[str]
     cyclical: dict[str, CyclicalFeature]
     derived: dict[str, str]
+    impute: ImputeParams
+    max_levels: int
     val_share: float
     test_share: float
     unknown_category: Literal["ignore", "error"]
 
     @model_validator(mode="after")
     def _roles(self) -> PreprocessParams:
+        if self.positive_class is not None and self.task != "binary":
+            raise ValueError("positive_class applies only to task binary")
+        if self.max_levels < 2:
+            raise ValueError("max_levels must be at least 2")
         if not (0 < self.val_share < 1 and 0 < self.test_share < 1):
             raise ValueError("val_share and test_share must be in (0, 1)")
         if self.val_share + self.test_share >= 0.9:
@@ -165,6 +180,7 @@ class TrainParams(_Section):
     lr_factor: float
     lr_patience: int
     min_lr: float
+    class_weight: Literal["none", "balanced"]
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
@@ -204,6 +220,14 @@ class EvaluateParams(_Section):
     linear_alpha: float
     hgb: HistGradientBoostingParams
     permutation_repeats: int
+    threshold: float
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("must be in (0, 1)")
+        return value
 
     @field_validator("permutation_repeats")
     @classmethod
@@ -216,6 +240,7 @@ class EvaluateParams(_Section):
 class GateParams(_Section):
     """What the model must achieve on the test split before it is packaged."""
 
+    metric: str
     min_improvement: dict[str, float]
     max: dict[str, float]
     min: dict[str, float]

@@ -70,6 +70,7 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     categories: frozenset[str] | None = None  # None: any string is accepted
+    nullable: bool = False  # a null is filled by the model (imputation), so it is accepted
 
     @classmethod
     def from_schema(cls, name: str, spec: Mapping[str, Any]) -> Field:
@@ -80,7 +81,18 @@ class Field:
             spec.get("min"),
             spec.get("max"),
             frozenset(spec["categories"]) if strict else None,
+            "fill" in spec,
         )
+
+    @property
+    def missing(self) -> Any:
+        """How a null reaches the model: NaN for numbers, ``""`` for strings."""
+        return math.nan if self.numeric else ""
+
+    def _array(self, values: list[Any]) -> np.ndarray:
+        if self.numeric:
+            return np.array(values, dtype=np.float64)  # None becomes NaN
+        return np.array(["" if v is None else v for v in values] if self.nullable else values, dtype=object)
 
     @property
     def numeric(self) -> bool:
@@ -91,7 +103,7 @@ class Field:
         if value is _MISSING:
             return "missing field"
         if value is None:
-            return "must not be null"
+            return None if self.nullable else "must not be null"
         if not self.numeric:
             if type(value) is not str:
                 return f"must be a string, got {type(value).__name__}"
@@ -100,6 +112,8 @@ class Field:
             return None
         if type(value) not in (int, float):
             return f"must be a number, got {type(value).__name__}"
+        if self.nullable and math.isnan(value):
+            return None
         if not math.isfinite(value):
             return f"must be finite, got {value}"
         if self.kind == "integer" and value != int(value):
@@ -116,11 +130,16 @@ class Field:
     def check_array(self, array: np.ndarray) -> list[tuple[int, str]]:
         """``(row, problem)`` for each bad value of an already-typed column (float64 or str objects)."""
         if not self.numeric:
-            unknown = set(array.tolist()) - self.categories if self.categories is not None else ()
+            allowed = (
+                self.categories | {""} if self.categories is not None and self.nullable else self.categories
+            )
+            unknown = set(array.tolist()) - allowed if allowed is not None else ()
             rows = [i for i, v in enumerate(array.tolist()) if v in unknown] if unknown else []
             return [(i, self.check_value(array[i]) or "") for i in rows]
         with np.errstate(invalid="ignore"):
             invalid = ~np.isfinite(array)
+            if self.nullable:
+                invalid &= ~np.isnan(array)
             if self.kind == "integer":
                 invalid |= array != np.floor(array)
             if self.minimum is not None:
@@ -137,11 +156,10 @@ class Field:
         """A column of JSON values as the model's input array, and ``(row, problem)`` pairs."""
         if len(values) <= SMALL_BATCH:  # a few records: plain Python beats numpy's per-call overhead
             problems = [(row, p) for row, v in enumerate(values) if (p := self.check_value(v))]
-            array = np.array(values, dtype=np.float64 if self.numeric else object) if not problems else None
-            return array, problems
-        types = set(map(type, values))
-        if types <= ({int, float} if self.numeric else {str}):
-            array = np.array(values, dtype=np.float64 if self.numeric else object)
+            return (self._array(values) if not problems else None), problems
+        allowed = {int, float} if self.numeric else {str}
+        if set(map(type, values)) <= (allowed | {type(None)} if self.nullable else allowed):
+            array = self._array(values)
             return array, self.check_array(array)
         problems = [(row, p) for row, v in enumerate(values) if (p := self.check_value(v))]
         return None, problems
@@ -154,14 +172,14 @@ class Field:
             codes, distinct = pd.factorize(values, use_na_sentinel=True)
             levels = np.array([str(v) for v in distinct] + [""], dtype=object)
             array = levels[codes]  # code -1 (missing) picks the trailing ""
-            problems = [(int(i), "missing value") for i in np.flatnonzero(codes < 0)]
+            problems = [] if self.nullable else [(int(i), "missing value") for i in np.flatnonzero(codes < 0)]
             bad_levels = [code for code, _ in self.check_array(levels[:-1])]
             if bad_levels:
                 rows = np.flatnonzero(np.isin(codes, bad_levels))
                 problems += [(int(i), self.check_value(array[i]) or "") for i in rows]
             return array, sorted(problems)
         missing = values.isna().to_numpy().copy()
-        problems = [(int(i), "missing value") for i in np.flatnonzero(missing)]
+        problems = [] if self.nullable else [(int(i), "missing value") for i in np.flatnonzero(missing)]
         if values.dtype == bool:
             problems += [(i, "must be a number, got bool") for i in range(len(values)) if not missing[i]]
             missing[:] = True
@@ -180,11 +198,43 @@ class Field:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A batch's predictions and the model that made them."""
+    """A batch's predictions and the model that made them.
+
+    ``values`` is the model's output: the predicted number (regression), the probability of the
+    last class (binary), or one probability per class (multiclass, ``(n, k)``).
+    """
 
     values: np.ndarray
     model: str
     version: str
+    classes: list[Any] | None = None
+    threshold: float | None = None
+
+    @property
+    def labels(self) -> list[Any]:
+        """The predicted class of each row (classification only): binary at the threshold, else argmax."""
+        if self.classes is None:
+            raise ValueError("a regression model predicts numbers, not labels")
+        if self.values.ndim == 1:
+            picks = (self.values >= (self.threshold if self.threshold is not None else 0.5)).astype(int)
+        else:
+            picks = self.values.argmax(axis=1)
+        return [self.classes[i] for i in picks.tolist()]
+
+    def probabilities(self) -> np.ndarray:
+        """``(n, k)`` class probabilities (classification only)."""
+        return np.column_stack([1 - self.values, self.values]) if self.values.ndim == 1 else self.values
+
+    def answers(self) -> list[dict[str, Any]]:
+        """One JSON-ready answer per row: ``{"prediction": x}``, or ``{"label": ..., "probabilities":
+        {class: p}}`` for classification."""
+        if self.classes is None:
+            return [{"prediction": v} for v in self.values.tolist()]
+        names = [str(c) for c in self.classes]
+        return [
+            {"label": label, "probabilities": dict(zip(names, row, strict=True))}
+            for label, row in zip(self.labels, self.probabilities().tolist(), strict=True)
+        ]
 
 
 class Predictor:
@@ -267,13 +317,16 @@ class Predictor:
     def version(self) -> str:
         return str(self.metadata["version"])
 
-    def predict_one(self, record: Mapping[str, Any]) -> float:
-        """One prediction from one JSON-like record (extra fields are ignored).
+    def predict_one(self, record: Mapping[str, Any]) -> Any:
+        """One prediction from one JSON-like record (extra fields are ignored): the number
+        (regression) or the predicted class (classification; :meth:`predict_records` gives the
+        probabilities).
 
         Raises:
             RecordError: naming the field, if the record does not match the schema.
         """
-        return float(self.predict_records([record]).values[0])
+        result = self.predict_records([record])
+        return result.labels[0] if result.classes is not None else float(result.values[0])
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> Prediction:
         """Predictions for JSON-like records, checked value by value.
@@ -329,12 +382,25 @@ class Predictor:
         self.load()
         return self._run(columns, rows)
 
+    @property
+    def output_width(self) -> int:
+        """Columns of the model's output: the number of classes for multiclass, else 1."""
+        output = self.metadata["output"]
+        return len(output.get("classes") or ()) if self.metadata["task"] == "multiclass" else 1
+
+    def as_prediction(self, values: np.ndarray) -> Prediction:
+        """Wrap raw output values (e.g. assembled from several calls) with this model's classes."""
+        output = self.metadata["output"]
+        return Prediction(values, self.name, self.version, output.get("classes"), output.get("threshold"))
+
     def _run(self, columns: Mapping[str, np.ndarray], rows: int) -> Prediction:
+        width = self.output_width
         if rows == 0:
-            return Prediction(np.empty(0, np.float64), self.name, self.version)
+            return self.as_prediction(np.empty((0, width) if width > 1 else 0, np.float64))
         feed = {name: np.asarray(values).reshape(-1, 1) for name, values in columns.items()}
-        values = self._session.run(None, feed)[0].reshape(-1).astype(np.float64)
-        bad = np.flatnonzero(~np.isfinite(values))
+        values = self._session.run(None, feed)[0].astype(np.float64)
+        values = values.reshape(-1) if values.shape[1] == 1 else values
+        bad = np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))
         if len(bad):
             raise RecordError(
                 [
@@ -342,7 +408,7 @@ class Predictor:
                     for i in bad
                 ]
             )
-        return Prediction(values, self.name, self.version)
+        return self.as_prediction(values)
 
 
 def _check_graph(model: bytes) -> None:

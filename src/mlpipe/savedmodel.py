@@ -35,7 +35,14 @@ class _RawRecordModel(tf.Module):
 
     def preprocess(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         prep = self.prep
-        columns = {c: inputs[c] for c in prep.input_columns if c not in set(prep.string_inputs)}
+        text = set(prep.string_inputs)
+        inputs = dict(inputs)
+        for c, fill in prep.fill.items():  # a missing value is NaN (numeric) or "" (string), as in ONNX
+            if c in inputs:
+                missing = tf.equal(inputs[c], "") if c in text else tf.math.is_nan(inputs[c])
+                value = tf.constant(str(fill)) if c in text else tf.constant(float(fill), tf.float64)
+                inputs[c] = tf.where(missing, value, inputs[c])
+        columns = {c: inputs[c] for c in prep.input_columns if c not in text}
         values = [columns[name] for name in prep.numeric]
         values += [features.fold_expression(n, t, columns) for n, t in prep.derived.items()]
         names = [*prep.numeric, *prep.derived]

@@ -183,7 +183,7 @@ def create_app(
         for arm, rows in groups.items():
             predictor = arms[arm]
             try:
-                values = predictor.predict_records([records[i] for i in rows]).values
+                answers = predictor.predict_records([records[i] for i in rows]).answers()
             except RecordError as exc:
                 detail = [
                     {
@@ -194,13 +194,8 @@ def create_app(
                     for e in exc.errors
                 ]
                 return _problem(422, sorted(detail, key=lambda d: d["row"] or 0))
-            for i, value in zip(rows, values.tolist(), strict=True):
-                results[i] = {
-                    "prediction": value,
-                    "model": predictor.name,
-                    "version": predictor.version,
-                    "arm": arm,
-                }
+            for i, answer in zip(rows, answers, strict=True):
+                results[i] = {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
         if prediction_log is not None:
             now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
             prediction_log.write(

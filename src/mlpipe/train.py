@@ -3,7 +3,8 @@
 Inputs: the ``train`` and ``val`` splits and the fitted preprocessor from ``preprocess``.
 Outputs: the model folder (architecture JSON + ``.weights.h5``) and a DVCLive folder with the
 per-epoch metrics (shown by ``dvc plots``) and their summary (shown by ``dvc metrics``).
-Params: ``base.seed``, ``train.*``.
+Params: ``base.seed``, ``train.*``; the task (output layer and loss) and the classes come from
+the preprocessor.
 
 Deterministic: the seed fixes weight initialisation, dropout and shuffling, and TensorFlow's op
 determinism is on, so the same inputs give the same weights byte for byte.
@@ -16,7 +17,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from mlpipe import features, io
+from mlpipe.errors import PipelineError
 from mlpipe.params import TrainParams, load_params
 from mlpipe.stage import run
 
@@ -49,6 +53,20 @@ def callbacks(params: TrainParams) -> list:
     ]
 
 
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Balanced class weights, ``n / (k * count)``, so each class weighs the same in the loss.
+
+    Raises:
+        PipelineError: for regression (no classes) or a class absent from the training labels.
+    """
+    if n_classes < 2:
+        raise PipelineError("train.class_weight: balanced applies only to classification")
+    counts = np.bincount(labels, minlength=n_classes)
+    if (counts == 0).any():
+        raise PipelineError(f"class {int(np.argmin(counts))} has no training rows")
+    return {k: float(len(labels) / (n_classes * c)) for k, c in enumerate(counts)}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlpipe.train", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
@@ -71,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from mlpipe.model import build_model, save_model
 
     set_determinism(all_params.base.seed)
-    model = build_model(x_train.shape[1], params)
+    model = build_model(x_train.shape[1], params, prep.task, len(prep.classes or ()))
+    weights = class_weights(y_train, len(prep.classes or ())) if params.class_weight == "balanced" else None
     with (
         io.atomic_path(args.live, directory=True) as live_dir,
         io.atomic_path(args.out, directory=True) as model_dir,
@@ -84,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             epochs=params.epochs,
             batch_size=params.batch_size,
             shuffle=True,
+            class_weight=weights,
             verbose=0,
             callbacks=[*callbacks(params), DVCLiveCallback(live=live)],
         )
@@ -94,12 +114,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         live.summary["epochs_run"] = len(val_loss)
         live.make_summary()
         save_model(model, model_dir)
-    log.info(
-        "trained %d epochs; best epoch %d, val RMSE %.4f",
-        len(val_loss),
-        best,
-        val_loss[best] ** 0.5,
+    score = (
+        f"val RMSE {val_loss[best] ** 0.5:.4f}"
+        if prep.task == "regression"
+        else f"val loss {val_loss[best]:.4f}"
     )
+    log.info("trained %d epochs; best epoch %d, %s", len(val_loss), best, score)
 
 
 if __name__ == "__main__":

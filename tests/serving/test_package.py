@@ -25,6 +25,7 @@ EVALUATION = {
 
 def gate_params(**overrides) -> GateParams:
     values = {
+        "metric": "rmse",
         "min_improvement": {"mean": 0.5, "linear": 0.1, "hgb": -0.03},
         "max": {"rmse": 0.5},
         "min": {"r2": 0.85},

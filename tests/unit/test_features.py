@@ -78,12 +78,22 @@ def test_unknown_category_policy(valid_frame, params):
         features.transform(odd, strict)
 
 
+def no_imputation(params):
+    return params.preprocess.model_copy(
+        update={
+            "impute": params.preprocess.impute.model_copy(update={"numeric": "none", "categorical": "none"})
+        }
+    )
+
+
 def test_transform_errors_name_the_column(valid_frame, params):
-    prep = features.fit(valid_frame, params.preprocess)
+    prep = features.fit(valid_frame, no_imputation(params))
     with pytest.raises(PipelineError, match="column 'age' is missing"):
         features.transform(valid_frame.drop(columns=["age"]), prep)
     with pytest.raises(PipelineError, match="column 'age' has 1 missing"):
         features.transform(valid_frame.head(3).assign(age=[20, None, 30]), prep)
+    with pytest.raises(PipelineError, match="column 'subject' has 1 missing"):
+        features.transform(valid_frame.head(3).assign(subject=["physics", None, "history"]), prep)
     zero = valid_frame.head(2).assign(avg_focus_duration=[0.0, 30.0])
     with pytest.raises(PipelineError, match="derived feature 'difficulty_focus_ratio'.*first at row 0"):
         features.transform(zero, prep)
@@ -120,3 +130,56 @@ def test_target(valid_frame, params):
     assert x.shape[0] == y.shape[0] == len(valid_frame)
     with pytest.raises(PipelineError, match="target column 'actual_duration' is missing"):
         features.target(pd.DataFrame({"a": [1]}), prep)
+
+
+def test_missing_values_are_filled_with_training_statistics(valid_frame, params):
+    holes = valid_frame.copy()
+    holes.loc[:9, "age"] = None
+    holes.loc[:4, "subject"] = None
+    holes.loc[5:6, "time_of_day"] = None
+    prep = features.fit(holes, params.preprocess)
+    assert prep.fill["age"] == float(holes["age"].dropna().median())
+    assert prep.fill["subject"] == holes["subject"].dropna().value_counts().sort_index().idxmax()
+    assert set(prep.fill) == set(prep.input_columns)
+    filled = holes.assign(
+        age=holes["age"].fillna(prep.fill["age"]),
+        subject=holes["subject"].fillna(prep.fill["subject"]),
+        time_of_day=holes["time_of_day"].fillna(prep.fill["time_of_day"]),
+    )
+    np.testing.assert_array_equal(features.transform(holes, prep), features.transform(filled, prep))
+    mean = features.fit(
+        holes,
+        params.preprocess.model_copy(
+            update={"impute": params.preprocess.impute.model_copy(update={"numeric": "mean"})}
+        ),
+    )
+    assert mean.fill["age"] == pytest.approx(float(holes["age"].dropna().mean()))
+
+
+def test_schema_errors_stop_before_training(valid_frame, params):
+    ids_as_category = params.preprocess.model_copy(
+        update={"categorical": ["student_id"], "ids": ["session_id"]}
+    )
+    with pytest.raises(PipelineError, match=r"column 'student_id' has \d+ levels .*max_levels 100"):
+        features.fit(valid_frame, ids_as_category)
+    binary = params.preprocess.model_copy(update={"task": "binary", "target": "environment"})
+    with pytest.raises(PipelineError, match="task binary needs 2 classes in 'environment', found 4"):
+        features.fit(valid_frame, binary.model_copy(update={"categorical": ["subject"]}))
+    one_class = valid_frame.assign(label="same")
+    single = params.preprocess.model_copy(update={"task": "multiclass", "target": "label"})
+    with pytest.raises(PipelineError, match="target 'label' has one class \\('same'\\)"):
+        features.fit(one_class, single)
+
+
+def test_classification_targets_become_class_indices(valid_frame, params):
+    frame = valid_frame.assign(passed=np.where(valid_frame["energy_level"] >= 3, "yes", "no"))
+    binary = params.preprocess.model_copy(
+        update={"task": "binary", "target": "passed", "positive_class": "no"}
+    )
+    prep = features.fit(frame, binary)
+    assert prep.classes == ["yes", "no"]  # the positive class goes last
+    assert features.target(frame.head(3), prep).tolist() == [
+        0 if v == "yes" else 1 for v in frame["passed"][:3]
+    ]
+    with pytest.raises(PipelineError, match="class 'maybe' at row 0, not seen in training"):
+        features.target(frame.head(2).assign(passed=["maybe", "yes"]), prep)
