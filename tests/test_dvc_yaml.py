@@ -33,20 +33,34 @@ def mlpipe_imports(module: str) -> set[str]:
     return seen
 
 
+PIPELINES = [ROOT / "dvc.yaml", ROOT / "pipelines" / "dropout" / "dvc.yaml"]
+
+
 def stages() -> dict:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """Every stage of every pipeline, keyed ``<pipeline folder>:<stage>``; each names its module."""
+    found = {}
+    for path in PIPELINES:
+        for name, stage in yaml.safe_load(path.read_text())["stages"].items():
+            found[f"{path.parent.relative_to(ROOT)}:{name}"] = stage
+    return found
+
+
+def module(key: str) -> str:
+    return key.split(":")[1]
 
 
 def test_each_stage_runs_its_own_module_and_depends_on_exactly_the_code_it_imports():
-    for name, stage in stages().items():
-        assert stage["cmd"].split()[:3] == ["python", "-m", f"mlpipe.{name}"], name
-        code_deps = {Path(d).stem for d in stage["deps"] if d.startswith("src/")}
-        assert code_deps == mlpipe_imports(name), f"stage {name}: deps differ from its imports"
+    for key, stage in stages().items():
+        name = module(key)
+        assert stage["cmd"].split()[:3] == ["python", "-m", f"mlpipe.{name}"], key
+        code_deps = {Path(d).stem for d in stage["deps"] if "src/mlpipe/" in d}
+        assert code_deps == mlpipe_imports(name), f"stage {key}: deps differ from its imports"
 
 
 def test_stage_params_are_whole_sections_named_after_stages():
     sections = set(Params.__dataclass_fields__)
-    for name, stage in stages().items():
+    for key, stage in stages().items():
+        name = module(key)
         assert name in sections, f"no params section for stage {name}"
         assert set(stage["params"]) <= sections
         assert name in stage["params"], f"stage {name} does not depend on its own params section"
@@ -72,15 +86,23 @@ def test_every_path_argument_is_declared_as_dep_or_out():
 
 
 def test_no_path_literals_in_stage_code():
-    for name in stages():
+    for name in {module(k) for k in stages()}:
         source = (PACKAGE / f"{name}.py").read_text()
         for literal in ("data/", "models/", "metrics/"):
             assert literal not in source, f"{name}.py holds a path; paths belong in dvc.yaml"
 
 
 def test_the_packaged_artifact_is_declared_under_the_params_name():
-    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    name = yaml.safe_load((ROOT / "params.yaml").read_text())["package"]["name"]
-    artifact = pipeline["artifacts"][name]
-    assert artifact["type"] == "model"
-    assert artifact["path"] in pipeline["stages"]["package"]["outs"]
+    for path in PIPELINES:
+        pipeline = yaml.safe_load(path.read_text())
+        name = yaml.safe_load((path.parent / "params.yaml").read_text())["package"]["name"]
+        artifact = pipeline["artifacts"][name]
+        assert artifact["type"] == "model"
+        assert artifact["path"] in pipeline["stages"]["package"]["outs"]
+
+
+def test_every_pipeline_loads_its_params_strictly():
+    from mlpipe.params import load_params
+
+    for path in PIPELINES:
+        load_params(path.parent / "params.yaml")

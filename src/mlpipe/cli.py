@@ -67,45 +67,44 @@ def _serve(args: argparse.Namespace) -> None:
 def _register(args: argparse.Namespace) -> None:
     from mlpipe import registry
 
-    root, params = registry.project(args.repo)
-    tag = registry.register(root, params, args.ref, version=args.version, bump=args.bump)
+    project = registry.project(args.repo, args.pipeline)
+    tag = registry.register(project, args.ref, version=args.version, bump=args.bump)
     print(f"mlpipe: registered {tag} (push it: git push origin {tag} && dvc push)", file=sys.stderr)
 
 
 def _promote(args: argparse.Namespace) -> None:
     from mlpipe import registry
 
-    root, params = registry.project(args.repo)
-    version = registry.promote(root, params, args.version, args.stage)
-    print(f"mlpipe: {params.package.name} {version} is now in {args.stage}", file=sys.stderr)
+    project = registry.project(args.repo, args.pipeline)
+    version = registry.promote(project, args.version, args.stage)
+    print(f"mlpipe: {project.artifact} {version} is now in {args.stage}", file=sys.stderr)
 
 
 def _rollback(args: argparse.Namespace) -> None:
     from mlpipe import registry
 
-    root, params = registry.project(args.repo)
-    version = registry.rollback(root, params, args.stage, args.to)
-    print(f"mlpipe: {args.stage} rolled back to {params.package.name} {version}", file=sys.stderr)
+    project = registry.project(args.repo, args.pipeline)
+    version = registry.rollback(project, args.stage, args.to)
+    print(f"mlpipe: {args.stage} rolled back to {project.artifact} {version}", file=sys.stderr)
 
 
 def _compare(args: argparse.Namespace) -> None:
     from mlpipe import registry
 
-    root, params = registry.project(args.repo)
-    old, new = (registry.version_tag(params.package.name, v) for v in (args.old, args.new))
-    rows = registry.diff_table(root, old, new)
+    project = registry.project(args.repo, args.pipeline)
+    old, new = (registry.version_tag(project, v) for v in (args.old, args.new))
+    rows = registry.diff_table(project, old, new)
     width = max([len(f"{p}  {k}") for p, k, *_ in rows] + [10])
     print(f"{'metric':<{width}}  {old:>22}  {new:>22}  {'change':>12}")
     for path, key, a, b, change in rows:
         shown = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in (a, b)]
         delta = f"{change:+.6g}" if change is not None else "-"
         print(f"{path + '  ' + key:<{width}}  {shown[0]:>22}  {shown[1]:>22}  {delta:>12}")
-    result = registry.compare_revisions(root, params, old, new)
+    result = registry.compare_revisions(project, old, new)
     print(result.describe())
     if result.worse:
-        raise registry.RegistryError(
-            f"{new} is worse than {old} beyond the tolerance {params.registry.tolerance:g}"
-        )
+        tolerance = project.params.registry.tolerance
+        raise registry.RegistryError(f"{new} is worse than {old} beyond the tolerance {tolerance:g}")
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -113,23 +112,24 @@ def _fetch(args: argparse.Namespace) -> None:
 
     from mlpipe import registry
 
-    root, params = registry.project(args.repo)
-    out = registry.fetch(root, params, args.version, Path(args.output))
-    print(f"mlpipe: {params.package.name} {args.version} verified in {out}", file=sys.stderr)
+    project = registry.project(args.repo, args.pipeline)
+    out = registry.fetch(project, args.version, Path(args.output))
+    print(f"mlpipe: {project.artifact} {args.version} verified in {out}", file=sys.stderr)
 
 
 def _gc(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from mlpipe import registry
 
-    root, params = registry.project(args.repo)
-    registry.gc(root, params, [a for a in args.dvc_args if a != "--"], remote=args.remote)
+    registry.gc(Path(args.repo).resolve(), [a for a in args.dvc_args if a != "--"], remote=args.remote)
 
 
 def _sweep(args: argparse.Namespace) -> None:
     from mlpipe import registry, sweep
 
-    root, _ = registry.project(args.repo)
-    commands = sweep.queue(root, args.file, dry_run=args.dry_run)
+    project = registry.project(args.repo, args.pipeline)
+    commands = sweep.queue(project.root, args.file, pipeline=project.pipeline, dry_run=args.dry_run)
     for command in commands:
         print(" ".join(command[2:]))
     done = "checked (dry run)" if args.dry_run else "queued; run them with `dvc queue start -j 2`"

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import platform
 import subprocess
+import sys
 from collections.abc import Sequence
 from importlib import metadata as distributions
 from pathlib import Path
@@ -117,17 +118,25 @@ def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> d
     return schema
 
 
-def lineage(lock_path: Path, stage: str) -> dict[str, str]:
+def read_lock(lock_path: Path) -> dict[str, Any]:
+    """``dvc.lock`` as a mapping.
+
+    Raises:
+        PipelineError: if it is missing (the stage was not run by ``dvc repro``).
+    """
+    try:
+        return yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise PipelineError(f"{lock_path} not found: run this stage with `dvc repro`") from None
+
+
+def lineage(lock: dict[str, Any], stage: str, lock_path: Path) -> dict[str, str]:
     """Path -> md5 of every output of the other stages in ``dvc.lock``, checked against the files.
 
     Raises:
-        PipelineError: if the lock is missing, or a file no longer matches its md5 (a stale lock:
-            run the stage through ``dvc repro``).
+        PipelineError: if the lock has no outputs, or a file no longer matches its md5 (a stale
+            lock: run the stage through ``dvc repro``).
     """
-    try:
-        lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise PipelineError(f"{lock_path} not found: run this stage with `dvc repro`") from None
     outs = {}
     for name, entry in sorted(lock.get("stages", {}).items()):
         for out in entry.get("outs", []) if name != stage else []:
@@ -142,14 +151,28 @@ def lineage(lock_path: Path, stage: str) -> dict[str, str]:
     return dict(sorted(outs.items()))
 
 
-def git_revision() -> dict[str, Any]:
-    """The last commit that changed the pipeline (code, dvc.yaml, params), and whether the working
-    tree differed from it when the bundle was built.
+def code_files(lock: dict[str, Any]) -> list[str]:
+    """The Python files that built the bundle: every ``.py`` dep of the other stages in the lock,
+    and every mlpipe module this process has imported (this stage's own code)."""
+    files = {
+        str(Path(module.__file__).resolve())
+        for name, module in list(sys.modules.items())
+        if (name == "mlpipe" or name.startswith("mlpipe.")) and getattr(module, "__file__", None)
+    }
+    for entry in lock.get("stages", {}).values():
+        files |= {str(Path(d["path"]).resolve()) for d in entry.get("deps", []) if d["path"].endswith(".py")}
+    return sorted(files)
 
-    Not ``HEAD``: committing the results (dvc.lock, metrics) must not change what a rebuild of the
-    same code and params writes, or no two builds on either side of that commit would agree.
+
+def git_revision(files: list[str]) -> dict[str, Any]:
+    """The last commit that changed any of ``files`` (the code that built the bundle), and whether
+    they differed from it when the bundle was built.
+
+    Not ``HEAD``: a commit that does not touch that code (results, docs, the server) must not
+    change what a rebuild writes, or no two builds on either side of it would agree. Params and
+    data are recorded by value and md5 elsewhere in the metadata.
     """
-    pipeline = ["src", "dvc.yaml", "params.yaml"]
+    pipeline = files
     try:
         revision = subprocess.run(
             ["git", "log", "-1", "--format=%H", "--", *pipeline], capture_output=True, text=True, check=True
@@ -320,12 +343,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         name: io.read_parquet(Path(args.splits, f"{name}.parquet")) for name in ("train", "val", "test")
     }
     meta = build_metadata(params, prep, evaluation, {k: len(v) for k, v in splits.items()})
-    meta["lineage"] = lineage(Path(args.lock), "package")
-    meta["git"] = git_revision()
+    lock = read_lock(Path(args.lock))
+    meta["lineage"] = lineage(lock, "package", Path(args.lock))
 
     from mlpipe import savedmodel
     from mlpipe.model import dense_weights, load_model, predict
     from mlpipe.predictor import Predictor
+
+    meta["git"] = git_revision(code_files(lock))
 
     network = load_model(args.model)
     layers = [onnx_graph.DenseLayer(*weights) for weights in dense_weights(network)]

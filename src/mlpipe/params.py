@@ -46,6 +46,7 @@ class SimulateParams(_Section):
     noise_sd: float
     start_date: str
     days: int
+    dropout_label_noise: float
 
     @model_validator(mode="after")
     def _positive(self) -> SimulateParams:
@@ -54,6 +55,8 @@ class SimulateParams(_Section):
                 raise ValueError(f"{name} must be at least 1")
         if not self.noise_sd >= 0:
             raise ValueError("noise_sd must be >= 0")
+        if not 0 <= self.dropout_label_noise < 0.5:
+            raise ValueError("dropout_label_noise must be in [0, 0.5)")
         return self
 
 
@@ -289,7 +292,6 @@ class Params:
     """All of ``params.yaml`` (a dataclass, since ``validate`` would shadow a BaseModel method)."""
 
     base: BaseParams
-    simulate: SimulateParams
     ingest: IngestParams
     validate: ValidateParams
     preprocess: PreprocessParams
@@ -297,6 +299,7 @@ class Params:
     evaluate: EvaluateParams
     package: PackageParams
     registry: RegistryParams
+    simulate: SimulateParams | None = None  # only a pipeline with the simulate stage has one
 
 
 def _describe(error: ValidationError) -> str:

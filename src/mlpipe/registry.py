@@ -41,22 +41,48 @@ def _git(root: Path, *args: str) -> str:
     return result.stdout
 
 
-def project(root: str | Path = ".") -> tuple[Path, Params]:
-    """The repository root and its params (for the artifact name and the registry settings)."""
+@dataclass(frozen=True)
+class Project:
+    """A pipeline of the repository: its folder (``""`` for the root one) and its params.
+
+    The artifact is named as DVC and GTO name it: ``study-time`` for the root pipeline,
+    ``pipelines/dropout:dropout`` for one in a subfolder, whose tags read
+    ``pipelines/dropout=dropout@v1.0.0``.
+    """
+
+    root: Path
+    pipeline: str
+    params: Params
+
+    @property
+    def artifact(self) -> str:
+        name = self.params.package.name
+        return f"{self.pipeline}:{name}" if self.pipeline else name
+
+    @property
+    def tag_name(self) -> str:
+        return self.artifact.replace(":", "=")
+
+
+def project(root: str | Path = ".", pipeline: str = ".") -> Project:
+    """The repository and one of its pipelines (the folder holding its dvc.yaml and params.yaml)."""
     path = Path(root).resolve()
-    return path, load_params(path / "params.yaml")
+    folder = Path(pipeline).as_posix().strip("/")
+    folder = "" if folder in ("", ".") else folder
+    return Project(path, folder, load_params(path / folder / "params.yaml"))
 
 
-def version_tag(name: str, version: str) -> str:
+def version_tag(project: Project, version: str) -> str:
     """``study-time@v1.0.0`` from ``v1.0.0`` (a full tag or another git ref passes through)."""
-    return f"{name}@{version}" if re.fullmatch(r"v\d+\.\d+\.\d+", version) else version
+    return f"{project.tag_name}@{version}" if re.fullmatch(r"v\d+\.\d+\.\d+", version) else version
 
 
-def version_tags(root: Path, name: str) -> list[str]:
+def version_tags(project: Project) -> list[str]:
     """The registered versions' tags, oldest version first."""
-    tags = _git(root, "tag", "--list", f"{name}@v*").split()
+    name = project.tag_name
+    tags = _git(project.root, "tag", "--list", f"{name}@v*").split()
     tags = [t for t in tags if re.fullmatch(rf"{re.escape(name)}@v\d+\.\d+\.\d+", t)]
-    return sorted(tags, key=lambda t: tuple(int(x) for x in t.split("@v")[1].split(".")))
+    return sorted(tags, key=lambda t: tuple(int(x) for x in t.rsplit("@v", 1)[1].split(".")))
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -69,19 +95,30 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def metrics_at(root: Path, rev: str) -> dict[str, dict[str, Any]]:
-    """Every metrics file at a git revision, flattened: ``{file: {key: value}}``.
+def metrics_at(project: Project, rev: str) -> dict[str, dict[str, Any]]:
+    """The pipeline's metrics files at a git revision, flattened: ``{file: {key: value}}``.
 
     Raises:
         RegistryError: if the revision does not exist.
     """
     from dvc.repo import Repo
 
-    _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    with Repo(str(root)) as repo:
+    _git(project.root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    # Other pipelines' folders: their metrics are not this pipeline's.
+    others = {
+        str(Path(f).parent)
+        for f in _git(project.root, "ls-tree", "-r", "--name-only", rev).split()
+        if Path(f).name == "dvc.yaml" and str(Path(f).parent) not in (".", project.pipeline or ".")
+    }
+    with Repo(str(project.root)) as repo:
         shown = repo.metrics.show(revs=[rev], hide_workspace=True)
     files = shown.get(rev, next((v for k, v in shown.items() if k != "workspace"), {})).get("data", {})
-    return {path: flatten(entry.get("data", {})) for path, entry in files.items() if "data" in entry}
+    prefix = f"{project.pipeline}/" if project.pipeline else ""
+    return {
+        path: flatten(entry.get("data", {}))
+        for path, entry in files.items()
+        if "data" in entry and path.startswith(prefix) and not any(path.startswith(f"{o}/") for o in others)
+    }
 
 
 def gate_verdict(metrics: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -133,16 +170,16 @@ def judge(old: float, new: float, settings: RegistryParams) -> Comparison:
     return Comparison(settings.metric, old, new, change, change > settings.tolerance)
 
 
-def compare_revisions(root: Path, params: Params, old_rev: str, new_rev: str) -> Comparison:
-    settings = params.registry
-    old = metric_value(metrics_at(root, old_rev), settings.metric, old_rev)
-    new = metric_value(metrics_at(root, new_rev), settings.metric, new_rev)
+def compare_revisions(project: Project, old_rev: str, new_rev: str) -> Comparison:
+    settings = project.params.registry
+    old = metric_value(metrics_at(project, old_rev), settings.metric, old_rev)
+    new = metric_value(metrics_at(project, new_rev), settings.metric, new_rev)
     return judge(old, new, settings)
 
 
-def diff_table(root: Path, old_rev: str, new_rev: str) -> list[tuple[str, str, Any, Any, Any]]:
+def diff_table(project: Project, old_rev: str, new_rev: str) -> list[tuple[str, str, Any, Any, Any]]:
     """``(file, key, old, new, change)`` for every metric, as ``dvc metrics diff --all`` lists them."""
-    old, new = metrics_at(root, old_rev), metrics_at(root, new_rev)
+    old, new = metrics_at(project, old_rev), metrics_at(project, new_rev)
     rows = []
     for path in sorted(set(old) | set(new)):
         a, b = old.get(path, {}), new.get(path, {})
@@ -153,9 +190,7 @@ def diff_table(root: Path, old_rev: str, new_rev: str) -> list[tuple[str, str, A
     return rows
 
 
-def register(
-    root: Path, params: Params, ref: str = "HEAD", version: str | None = None, bump: str = "minor"
-) -> str:
+def register(project: Project, ref: str = "HEAD", version: str | None = None, bump: str = "minor") -> str:
     """Register the bundle at ``ref`` as a new version; return its tag.
 
     Raises:
@@ -163,7 +198,7 @@ def register(
     """
     from gto import api
 
-    verdict = gate_verdict(metrics_at(root, ref))
+    verdict = gate_verdict(metrics_at(project, ref))
     if verdict is None:
         raise RegistryError(
             f"no gate verdict at {ref}: run `dvc repro` and commit the package stage's metrics"
@@ -173,25 +208,28 @@ def register(
             k.removesuffix(".passed") for k, v in verdict.items() if k.endswith(".passed") and not v
         )
         raise RegistryError(f"the gate failed at {ref} ({', '.join(failed)}): not registering")
-    name = params.package.name
     bumps = {f"bump_{bump}": True} if version is None else {}
-    before = set(version_tags(root, name))
-    api.register(str(root), name, ref, version=version, **bumps)
-    created = sorted(set(version_tags(root, name)) - before)
+    before = set(version_tags(project))
+    api.register(str(project.root), project.artifact, ref, version=version, **bumps)
+    created = sorted(set(version_tags(project)) - before)
     if len(created) != 1:
-        raise RegistryError(f"GTO did not create a version tag for {name} at {ref}")
+        raise RegistryError(f"GTO did not create a version tag for {project.artifact} at {ref}")
     return created[0]
 
 
-def current_version(root: Path, name: str, stage: str) -> str | None:
+def current_version(project: Project, stage: str) -> str | None:
     """The version assigned to ``stage`` now (GTO's latest assignment), or None."""
     from gto import api
 
-    found = api.find_versions_in_stage(str(root), name, stage)
+    found = api.find_versions_in_stage(str(project.root), project.artifact, stage)
     return found[0].version if found else None
 
 
-def promote(root: Path, params: Params, version: str, stage: str = "prod") -> str:
+def _version(tag: str) -> str:
+    return tag.rsplit("@", 1)[1]
+
+
+def promote(project: Project, version: str, stage: str = "prod") -> str:
     """Assign ``stage`` to ``version`` unless it is worse than the current one beyond tolerance.
 
     Raises:
@@ -199,23 +237,22 @@ def promote(root: Path, params: Params, version: str, stage: str = "prod") -> st
     """
     from gto import api
 
-    name = params.package.name
-    tag = version_tag(name, version)
-    if tag not in version_tags(root, name):
-        raise RegistryError(f"{tag} is not a registered version (see `gto show {name}`)")
-    current = current_version(root, name, stage)
+    tag = version_tag(project, version)
+    if tag not in version_tags(project):
+        raise RegistryError(f"{tag} is not a registered version (see `gto show`)")
+    current = current_version(project, stage)
     if current is not None:
-        result = compare_revisions(root, params, version_tag(name, current), tag)
+        result = compare_revisions(project, version_tag(project, current), tag)
         if result.worse:
             raise RegistryError(
-                f"{tag} is worse than {stage}'s {current} beyond the tolerance {params.registry.tolerance:g}:"
-                f" {result.describe()}; not promoting"
+                f"{tag} is worse than {stage}'s {current} beyond the tolerance"
+                f" {project.params.registry.tolerance:g}: {result.describe()}; not promoting"
             )
-    api.assign(str(root), name, stage, version=tag.split("@")[1])
-    return tag.split("@")[1]
+    api.assign(str(project.root), project.artifact, stage, version=_version(tag))
+    return _version(tag)
 
 
-def rollback(root: Path, params: Params, stage: str = "prod", to: str | None = None) -> str:
+def rollback(project: Project, stage: str = "prod", to: str | None = None) -> str:
     """Re-point ``stage`` to ``to``, or to the version it held before the current one.
 
     Raises:
@@ -223,25 +260,25 @@ def rollback(root: Path, params: Params, stage: str = "prod", to: str | None = N
     """
     from gto import api
 
-    name = params.package.name
     assigned = [
         event["version"]
-        for event in sorted(api.history(str(root), name), key=lambda e: e["timestamp"])
+        for event in sorted(api.history(str(project.root), project.artifact), key=lambda e: e["timestamp"])
         if event["event"] == "assignment" and event["stage"] == stage
     ]
     if not assigned:
-        raise RegistryError(f"{name} has never been in stage {stage!r}")
+        raise RegistryError(f"{project.artifact} has never been in stage {stage!r}")
     target = to
     if target is None:
         earlier = [v for v in assigned if v != assigned[-1]]
         if not earlier:
             raise RegistryError(f"{stage!r} has held only {assigned[-1]}: nothing to roll back to")
         target = earlier[-1]
-    api.assign(str(root), name, stage, version=version_tag(name, target).split("@")[1], force=True)
-    return version_tag(name, target).split("@")[1]
+    version = _version(version_tag(project, target))
+    api.assign(str(project.root), project.artifact, stage, version=version, force=True)
+    return version
 
 
-def fetch(root: Path, params: Params, version: str, out: Path) -> Path:
+def fetch(project: Project, version: str, out: Path) -> Path:
     """Download a version's bundle into ``out`` (from the cache or the remote), without moving HEAD.
 
     Raises:
@@ -249,66 +286,62 @@ def fetch(root: Path, params: Params, version: str, out: Path) -> Path:
     """
     from mlpipe import bundle
 
-    name = params.package.name
-    tag = version_tag(name, version)
-    if tag not in version_tags(root, name):
+    tag = version_tag(project, version)
+    if tag not in version_tags(project):
         raise RegistryError(f"{tag} is not a registered version")
+    command = [
+        "artifacts",
+        "get",
+        str(project.root),
+        project.artifact,
+        "--rev",
+        _version(tag),
+        "-o",
+        str(out),
+    ]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dvc",
-            "artifacts",
-            "get",
-            str(root),
-            name,
-            "--rev",
-            tag.split("@")[1],
-            "-o",
-            str(out),
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "dvc", *command], cwd=project.root, capture_output=True, text=True
     )
     if result.returncode != 0:
         raise RegistryError(
-            f"dvc artifacts get {name} {tag}: {result.stderr.strip() or result.stdout.strip()}"
+            f"dvc artifacts get {project.artifact} {tag}: {result.stderr.strip() or result.stdout.strip()}"
         )
     bundle.verify(out)
     return out
 
 
-def unpushed(root: Path, params: Params, remote: str | None = None) -> dict[str, list[str]]:
-    """Per registered version, the outputs whose data the DVC remote does not hold."""
+def all_version_tags(root: Path) -> list[str]:
+    """Every registered version of every artifact in the repository (GTO ``name@vX.Y.Z`` tags)."""
+    return sorted(t for t in _git(root, "tag", "--list").split() if re.search(r"@v\d+\.\d+\.\d+$", t))
+
+
+def unpushed(root: Path, remote: str | None = None) -> dict[str, list[str]]:
+    """Per registered version (of any artifact), the outputs whose data the DVC remote does not hold."""
     from dvc.repo import Repo
 
-    tags = version_tags(root, params.package.name)
+    tags = all_version_tags(root)
     missing: dict[str, list[str]] = {}
     if not tags:
         return missing
+    commits = {t: _git(root, "rev-parse", f"{t}^{{commit}}").strip() for t in tags}
     with Repo(str(root)) as repo:
         for rev in repo.brancher(revs=tags, workspace=False):
             used = repo.index.used_objs(force=True, remote=remote, push=True)
             objects = set().union(*(objs for odb, objs in used.items() if odb is None))
             status = repo.cloud.status(objects, remote=remote)
             lost = sorted({h.obj_name for h in [*status.new, *status.missing]})
-            if lost:
-                names = [t for t in tags if _git(root, "rev-parse", f"{t}^{{commit}}").strip() == rev] or [
-                    rev
-                ]
-                for name in names:
-                    missing[name] = lost
+            for tag in [t for t, c in commits.items() if c == rev or t == rev] if lost else []:
+                missing[tag] = lost
     return missing
 
 
-def gc(root: Path, params: Params, dvc_args: Sequence[str], remote: str | None = None) -> None:
+def gc(root: Path, dvc_args: Sequence[str], remote: str | None = None) -> None:
     """Run ``dvc gc`` with ``dvc_args`` only if every registered version's data is on the remote.
 
     Raises:
         RegistryError: naming the versions and outputs that only exist locally.
     """
-    missing = unpushed(root, params, remote)
+    missing = unpushed(root, remote)
     if missing:
         listed = "; ".join(f"{tag}: {', '.join(paths)}" for tag, paths in missing.items())
         raise RegistryError(

@@ -1,7 +1,8 @@
 """Stage ``simulate``: the built-in demo data source, a SQLite stand-in for the production database.
 
-Inputs: none. Outputs: a SQLite database with tables ``students``, ``topics`` and
-``study_sessions``, and a metrics file with the data's size and its noise floor.
+Inputs: none. Outputs: a SQLite database with tables ``students``, ``topics``,
+``study_sessions`` and ``student_outcomes``, and a metrics file with the data's size, its noise
+floor, and the dropout labels' rate and noise.
 Params: ``base.seed``, ``simulate.*``.
 
 The target ``actual_duration`` (hours) is a known function of the features plus Gaussian noise of
@@ -18,7 +19,17 @@ standard deviation ``simulate.noise_sd``::
     actual_duration = max(signal + Normal(0, noise_sd), MIN_DURATION)
 
 No model can beat the noise: the realised root-mean-square of ``actual_duration - signal`` is the
-best achievable RMSE, recorded as ``noise_floor_rmse`` in the metrics. Rows are generated and
+best achievable RMSE, recorded as ``noise_floor_rmse`` in the metrics.
+
+Table ``student_outcomes`` holds each student's ``dropped_out`` label (for the dropout example),
+driven by engagement over all of the student's sessions, standardised across students (z)::
+
+    logit = -1.4 - 1.0 * z(log1p(sessions)) - 0.5 * z(mean actual_duration)
+            - 0.6 * z(mean energy_level) + 0.6 * z(mean distraction_level) + 0.4 * z(mean breaks_taken)
+    dropped_out = Bernoulli(sigmoid(logit)), then flipped with probability dropout_label_noise
+
+A student without sessions takes the mean of each mean. The realised share of flipped labels is
+recorded as ``dropout_label_noise_realised``. Rows are generated and
 written in fixed-size chunks, each with its own seed derived from ``(seed, chunk index)``, so the
 output depends only on the params and ten million sessions fit in a few hundred MB of memory.
 """
@@ -36,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe import io
+from mlpipe.errors import PipelineError
 from mlpipe.params import SimulateParams, load_params
 from mlpipe.stage import run
 
@@ -96,7 +108,20 @@ CREATE TABLE study_sessions (
     breaks_taken INTEGER NOT NULL,
     actual_duration REAL NOT NULL
 );
+CREATE TABLE student_outcomes (
+    student_id INTEGER PRIMARY KEY REFERENCES students (student_id),
+    dropped_out INTEGER NOT NULL
+);
 """
+# Dropout logit: intercept, then weights of the standardised engagement measures.
+DROPOUT_LOGIT = {
+    "intercept": -1.4,
+    "log_sessions": -1.0,
+    "duration": -0.5,
+    "energy": -0.6,
+    "distraction": 0.6,
+    "breaks": 0.4,
+}
 
 
 def make_students(n: int, seed: int) -> pd.DataFrame:
@@ -186,6 +211,55 @@ class NoiseStats:
         }
 
 
+class Engagement:
+    """Per-student running sums over all chunks: sessions, duration, energy, distraction, breaks."""
+
+    COLUMNS = ("actual_duration", "energy_level", "distraction_level", "breaks_taken")
+
+    def __init__(self, student_ids: np.ndarray) -> None:
+        self.ids = student_ids
+        self.count = np.zeros(len(student_ids))
+        self.sums = {c: np.zeros(len(student_ids)) for c in self.COLUMNS}
+
+    def add(self, sessions: pd.DataFrame) -> None:
+        position = np.searchsorted(self.ids, sessions["student_id"].to_numpy())
+        self.count += np.bincount(position, minlength=len(self.ids))
+        for column, total in self.sums.items():
+            total += np.bincount(
+                position, weights=sessions[column].to_numpy(np.float64), minlength=len(self.ids)
+            )
+
+    def outcomes(self, label_noise: float, seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
+        """The ``student_outcomes`` table and its metrics (dropout rate, realised label noise)."""
+
+        def z(values: np.ndarray) -> np.ndarray:
+            return (values - values.mean()) / (values.std() or 1.0)
+
+        active = self.count > 0
+        means = {}
+        for column, total in self.sums.items():
+            mean = np.divide(total, self.count, out=np.zeros_like(total), where=active)
+            means[column] = np.where(active, mean, mean[active].mean() if active.any() else 0.0)
+        w = DROPOUT_LOGIT
+        logit = (
+            w["intercept"]
+            + w["log_sessions"] * z(np.log1p(self.count))
+            + w["duration"] * z(means["actual_duration"])
+            + w["energy"] * z(means["energy_level"])
+            + w["distraction"] * z(means["distraction_level"])
+            + w["breaks"] * z(means["breaks_taken"])
+        )
+        rng = np.random.default_rng([seed, 4])
+        truth = rng.random(len(self.ids)) < 1 / (1 + np.exp(-logit))
+        flipped = rng.random(len(self.ids)) < label_noise
+        label = truth ^ flipped
+        table = pd.DataFrame({"student_id": self.ids, "dropped_out": label.astype(np.int64)})
+        return table, {
+            "dropout_rate": float(label.mean()),
+            "dropout_label_noise_realised": float(flipped.mean()),
+        }
+
+
 def make_sessions(
     start: int,
     stop: int,
@@ -243,6 +317,7 @@ def simulate(database: str, params: SimulateParams, seed: int) -> dict[str, floa
     activity = np.random.default_rng([seed, 3]).gamma(2.0, 1.0, size=len(students))
     activity /= activity.sum()
     stats = NoiseStats()
+    engagement = Engagement(students["student_id"].to_numpy())
     with sqlite3.connect(database) as con:
         con.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + DDL)
         students.to_sql("students", con, if_exists="append", index=False, chunksize=CHUNK_ROWS)
@@ -254,7 +329,10 @@ def simulate(database: str, params: SimulateParams, seed: int) -> dict[str, floa
             )
             sessions.to_sql("study_sessions", con, if_exists="append", index=False)
             stats.add(sessions["actual_duration"].to_numpy(), signal)
+            engagement.add(sessions)
             log.info("wrote sessions %d-%d of %d", start + 1, stop, params.n_sessions)
+        outcomes, dropout = engagement.outcomes(params.dropout_label_noise, seed)
+        outcomes.to_sql("student_outcomes", con, if_exists="append", index=False, chunksize=CHUNK_ROWS)
     con.close()
     return {
         "n_sessions": params.n_sessions,
@@ -262,6 +340,8 @@ def simulate(database: str, params: SimulateParams, seed: int) -> dict[str, floa
         "n_topics": params.n_topics,
         "noise_sd": params.noise_sd,
         **stats.summary(),
+        "dropout_label_noise": params.dropout_label_noise,
+        **dropout,
     }
 
 
@@ -273,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
+    if params.simulate is None:
+        raise PipelineError(f"{args.params} has no simulate section")
     with io.atomic_path(args.out) as tmp:
         metrics = simulate(str(tmp), params.simulate, params.base.seed)
     io.write_json(args.metrics, metrics)

@@ -80,12 +80,62 @@ def test_lineage_reads_the_lock_and_refuses_a_stale_one(tmp_path: Path):
         + str(out)
         + "\n      md5: 99914b932bd37a50b983c5e7c90ae93b\n"
     )
-    assert package.lineage(lock, "package") == {str(out): "99914b932bd37a50b983c5e7c90ae93b"}
+    read = package.read_lock(lock)
+    assert package.lineage(read, "package", lock) == {str(out): "99914b932bd37a50b983c5e7c90ae93b"}
     out.write_text("{ }")
     with pytest.raises(PipelineError, match="stale"):
-        package.lineage(lock, "package")
+        package.lineage(read, "package", lock)
     with pytest.raises(PipelineError, match="run this stage with `dvc repro`"):
-        package.lineage(tmp_path / "missing.lock", "package")
+        package.read_lock(tmp_path / "missing.lock")
+
+
+def test_code_files_are_the_modules_the_stage_imports_and_the_lock_names(tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("stages:\n  train:\n    deps:\n    - path: src/mlpipe/train.py\n      md5: x\n")
+    script = (
+        "import json, sys\n"
+        "from mlpipe import package, savedmodel, predictor, model\n"
+        f"print(json.dumps(package.code_files(package.read_lock(__import__('pathlib').Path({str(lock)!r})))))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    names = {Path(f).name for f in json.loads(run.stdout)}
+    assert {"package.py", "onnx_graph.py", "savedmodel.py", "predictor.py", "train.py"} <= names
+    assert not names & {"server.py", "cli.py", "batch.py", "registry.py"}  # serving edits change nothing
+
+
+def test_the_revision_is_the_last_commit_of_those_files(tmp_path: Path, monkeypatch):
+    import subprocess
+
+    def git(*args: str) -> str:
+        env = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@x",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@x",
+        }
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True, env=env
+        ).stdout
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("commit", "-qm", "code")
+    code_commit = git("rev-parse", "HEAD").strip()
+    (tmp_path / "README.md").write_text("docs\n")
+    git("add", "-A")
+    git("commit", "-qm", "docs")
+    monkeypatch.chdir(tmp_path)
+    files = [str(tmp_path / "code.py")]
+    assert package.git_revision(files) == {"revision": code_commit, "dirty": False}
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert package.git_revision(files) == {"revision": code_commit, "dirty": True}
 
 
 def test_bundle_holds_the_files_metadata_and_card(built: Path):

@@ -36,6 +36,11 @@ def test_the_gate_verdict_is_found_among_metrics_files():
     assert registry.flatten({"a": {"b": 1, "c": {"d": 2}}}) == {"a.b": 1, "a.c.d": 2}
 
 
-def test_version_tags_follow_gto():
-    assert registry.version_tag("study-time", "v1.2.3") == "study-time@v1.2.3"
-    assert registry.version_tag("study-time", "HEAD") == "HEAD"
+def test_version_tags_follow_gto(params, tmp_path):
+    root = registry.Project(tmp_path, "", params)
+    assert root.artifact == "study-time"
+    assert registry.version_tag(root, "v1.2.3") == "study-time@v1.2.3"
+    assert registry.version_tag(root, "HEAD") == "HEAD"
+    sub = registry.Project(tmp_path, "pipelines/dropout", params)
+    assert sub.artifact == "pipelines/dropout:study-time"  # DVC's name for an artifact in a subfolder
+    assert registry.version_tag(sub, "v2.0.0") == "pipelines/dropout=study-time@v2.0.0"  # GTO's tag
