@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 repro: setup
-	dvc repro
+	dvc repro --all-pipelines
 
 test: setup
 	ruff check src tests bench

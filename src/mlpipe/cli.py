@@ -174,6 +174,11 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--repo", default=".", help="the project's git repository (default: %(default)s)"
         )
+        command.add_argument(
+            "--pipeline",
+            default=".",
+            help="folder of the pipeline (its dvc.yaml and params.yaml), e.g. pipelines/dropout",
+        )
         return command
 
     register = repo_command("register", help="register a new model version (refused if the gate failed)")

@@ -1,12 +1,13 @@
-"""Stage ``ingest``: snapshot the raw table from a SQL database into Parquet.
+"""Stage ``ingest``: snapshot the raw table from a SQL database, a CSV or a Parquet file into Parquet.
 
-Inputs: the database at ``ingest.url`` (for the demo, the SQLite file written by ``simulate``).
+Inputs: the source at ``ingest.url`` (for the demo, the SQLite file written by ``simulate``).
 Outputs: the raw snapshot (Parquet) and a metrics file with its size.
 Params: ``ingest.url``, ``ingest.query``.
 
-The URL is any SQLAlchemy URL. It must not hold a password: the password comes from the
-environment variable ``MLPIPE_DB_PASSWORD``. Rows are streamed in chunks, so the snapshot can be
-larger than memory.
+The URL is any SQLAlchemy URL, with ``ingest.query`` the SQL to run; or the path of a ``.csv`` or
+``.parquet`` file, with ``query: null``. A URL must not hold a password: the password comes from
+the environment variable ``MLPIPE_DB_PASSWORD``. Rows are streamed in chunks, so the snapshot can
+be larger than memory.
 """
 
 from __future__ import annotations
@@ -106,8 +107,38 @@ def write_snapshot(chunks: Iterator[pd.DataFrame], path: Path) -> dict[str, int]
         if writer is not None:
             writer.close()
     if writer is None or rows == 0:
-        raise PipelineError("ingest.query returned no rows: nothing to train on")
+        raise PipelineError("the source has no rows (ingest.url / ingest.query): nothing to train on")
     return {"rows": rows, "columns": len(writer.schema)}
+
+
+FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def is_file_source(url: str) -> bool:
+    """Whether ``ingest.url`` names a CSV or Parquet file rather than a database."""
+    return "://" not in url and url.lower().endswith(FILE_SUFFIXES)
+
+
+def read_file_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Yield a CSV or Parquet file's rows as frames, streaming.
+
+    Raises:
+        PipelineError: if the file is missing or cannot be parsed.
+    """
+    if not path.is_file():
+        raise PipelineError(f"ingest.url: file not found: {path}")
+    try:
+        if path.suffix.lower() == ".csv":
+            from pyarrow import csv
+
+            options = csv.ReadOptions(block_size=64 << 20)  # large blocks: one type inference for most files
+            for batch in csv.open_csv(path, read_options=options):
+                yield batch.to_pandas()
+        else:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PipelineError(f"cannot read {path}: {exc}".splitlines()[0]) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -118,9 +149,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params: IngestParams = load_params(args.params).ingest
-    url = database_url(params.url)
+    if is_file_source(params.url):
+        if params.query is not None:
+            raise PipelineError("ingest.query applies to databases: set it to null for a CSV or Parquet file")
+        chunks = read_file_chunks(Path(params.url))
+    else:
+        if params.query is None:
+            raise PipelineError("ingest.query is required for a database URL")
+        chunks = read_chunks(database_url(params.url), params.query)
     with io.atomic_path(args.out) as tmp:
-        metrics = write_snapshot(read_chunks(url, params.query), tmp)
+        metrics = write_snapshot(chunks, tmp)
     io.write_json(args.metrics, metrics)
     log.info("snapshot of %d rows x %d columns", metrics["rows"], metrics["columns"])
 

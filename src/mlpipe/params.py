@@ -61,10 +61,10 @@ class SimulateParams(_Section):
 
 
 class IngestParams(_Section):
-    """Where the raw table comes from: a SQLAlchemy URL (no password) and a query."""
+    """Where the raw table comes from: a SQLAlchemy URL (no password) and a query, or a file path."""
 
     url: str
-    query: str
+    query: str | None
 
 
 class ColumnRule(_Section):

@@ -82,6 +82,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in SPLITS
     }
     metrics["n_features"] = len(prep.feature_names)
+    # Imputation, reported: missing values per input column and split, and what they became.
+    metrics["missing"] = {
+        column: {name: int(splits[name][column].isna().sum()) for name in SPLITS}
+        for column in prep.input_columns
+        if any(splits[name][column].isna().any() for name in SPLITS)
+    }
+    metrics["fill"] = {c: prep.fill[c] for c in metrics["missing"] if c in prep.fill}
+    if prep.classes is not None:
+        metrics["classes"] = {
+            str(c): int((features.target(splits["train"], prep) == i).sum())
+            for i, c in enumerate(prep.classes)
+        }
     io.write_json(args.metrics, metrics)
     log.info(
         "split %s rows; %d features",

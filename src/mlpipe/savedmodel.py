@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +23,35 @@ import tensorflow as tf
 from mlpipe import features
 
 
+def signature_names(columns: list[str]) -> dict[str, str]:
+    """Column -> its signature input name: TensorFlow allows only ``[A-Za-z0-9_.-/]`` (a column
+    ``"mean radius"`` becomes ``mean_radius``), unique, not starting with ``_``, ``-`` or ``/``."""
+    names: dict[str, str] = {}
+    for column in columns:
+        name = re.sub(r"[^A-Za-z0-9_.\-/]", "_", column)
+        name = name if re.match(r"[A-Za-z0-9.]", name) else f"x{name}"
+        while name in names.values():
+            name += "_"
+        names[column] = name
+    return names
+
+
 class _RawRecordModel(tf.Module):
     def __init__(self, network: keras.Model, prep: features.Preprocessor) -> None:
         super().__init__(name="raw_record_model")
         self.network = network
         self.prep = prep
         text = set(prep.string_inputs)
+        self.names = signature_names(prep.input_columns)
         self.signature = {
-            c: tf.TensorSpec([None], tf.string if c in text else tf.float64, name=c)
+            self.names[c]: tf.TensorSpec([None], tf.string if c in text else tf.float64, name=self.names[c])
             for c in prep.input_columns
         }
 
-    def preprocess(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+    def preprocess(self, signature_inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         prep = self.prep
         text = set(prep.string_inputs)
-        inputs = dict(inputs)
+        inputs = {c: signature_inputs[self.names[c]] for c in prep.input_columns}
         for c, fill in prep.fill.items():  # a missing value is NaN (numeric) or "" (string), as in ONNX
             if c in inputs:
                 missing = tf.equal(inputs[c], "") if c in text else tf.math.is_nan(inputs[c])
@@ -94,8 +109,9 @@ def load_signature(folder: str | os.PathLike[str]) -> Any:
 def feed(frame: Any, prep: features.Preprocessor) -> dict[str, tf.Tensor]:
     """Raw records of a frame as the signature's keyword arguments."""
     text = set(prep.string_inputs)
+    names = signature_names(prep.input_columns)
     return {
-        c: tf.constant(
+        names[c]: tf.constant(
             frame[c].astype("str").to_numpy(dtype=object) if c in text else frame[c].to_numpy(np.float64)
         )
         for c in prep.input_columns

@@ -79,15 +79,24 @@ def override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value, separators=(',', ':'))}"
 
 
-def queue(root: Path, sweep_file: str | Path, dry_run: bool = False) -> list[list[str]]:
+def queue(root: Path, sweep_file: str | Path, pipeline: str = "", dry_run: bool = False) -> list[list[str]]:
     """Check every combination, then queue one experiment each; return the commands.
+
+    Args:
+        root: The repository.
+        sweep_file: The grid.
+        pipeline: The pipeline's folder (``""``: the root one); its params.yaml is the one varied.
+        dry_run: Check and return the commands without queueing.
 
     Raises:
         PipelineError: for a bad sweep file or combination (nothing is queued), or a failed queueing.
     """
-    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params_file = f"{pipeline}/params.yaml" if pipeline else "params.yaml"
+    params = yaml.safe_load((root / params_file).read_text(encoding="utf-8"))
     runs = combinations(load_grid(sweep_file))
-    check(params, runs)
+    check(params, runs, params_file)
+    target = [f"{pipeline}/dvc.yaml"] if pipeline else []
+    prefix = f"{params_file}:" if pipeline else ""
     commands = [
         [
             sys.executable,
@@ -96,7 +105,8 @@ def queue(root: Path, sweep_file: str | Path, dry_run: bool = False) -> list[lis
             "exp",
             "run",
             "--queue",
-            *(a for k, v in run.items() for a in ("-S", override(k, v))),
+            *target,
+            *(a for k, v in run.items() for a in ("-S", prefix + override(k, v))),
         ]
         for run in runs
     ]

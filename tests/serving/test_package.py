@@ -49,7 +49,7 @@ def test_gate_names_each_failed_check():
     assert failed == [
         "rmse_improvement_over_linear = 0.1923 < min 0.3",
         "r2 = 0.9 < min 0.95",
-        "parity_max_abs_diff = 0.001 > max 1e-05",
+        "parity_max_diff = 0.001 > max 1e-05",
     ]
 
 
@@ -202,3 +202,9 @@ def test_a_lambda_layer_is_refused_for_export():
     outputs = keras.layers.Dense(1)(keras.layers.Lambda(lambda x: x * 2, name="doubling")(inputs))
     with pytest.raises(PipelineError, match="layer 'doubling' is a Lambda"):
         dense_weights(keras.Model(inputs, outputs))
+
+
+def test_parity_is_absolute_below_one_and_relative_above():
+    keras_out = np.array([0.5, 200.0])
+    assert package.parity_difference(keras_out + [1e-6, 0.0], keras_out) == pytest.approx(1e-6)
+    assert package.parity_difference(keras_out + [0.0, 2e-3], keras_out) == pytest.approx(1e-5)

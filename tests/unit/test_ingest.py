@@ -43,7 +43,7 @@ def test_bad_query_is_one_clear_line(demo_db):
 def test_empty_result_fails(tmp_path, demo_db):
     url = ingest.database_url(f"sqlite:///{demo_db}", environ={})
     chunks = ingest.read_chunks(url, "SELECT * FROM students WHERE 0")
-    with pytest.raises(PipelineError, match="returned no rows"):
+    with pytest.raises(PipelineError, match="the source has no rows"):
         ingest.write_snapshot(chunks, tmp_path / "x.parquet")
 
 
@@ -52,7 +52,7 @@ def test_empty_result_fails(tmp_path, demo_db):
     [
         ("sqlite:///{tmp}/absent.db", None, "SQLite database file not found"),
         ("nosuchdriver://host/db", None, "nosuchdriver"),
-        ("sqlite:///{db}", "SELECT * FROM study_sessions WHERE session_id < 0", "returned no rows"),
+        ("sqlite:///{db}", "SELECT * FROM study_sessions WHERE session_id < 0", "the source has no rows"),
     ],
 )
 def test_main_fails_with_one_line_and_no_output(tmp_path, demo_db, params_dict, capsys, url, query, message):
@@ -88,3 +88,45 @@ def test_sqlite_needs_no_password_even_when_one_is_set(tmp_path, monkeypatch):
     url = ingest.database_url(f"sqlite:///{db}")
     assert url.password is None
     assert len(next(ingest.read_chunks(url, "SELECT a FROM t"))) == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_csv_or_parquet_file_is_a_source_too(tmp_path, raw_frame, params_dict, suffix):
+    source = tmp_path / f"own{suffix}"
+    frame = raw_frame.head(500)
+    if suffix == ".csv":
+        frame.to_csv(source, index=False)
+    else:
+        frame.to_parquet(source, index=False)
+    data = dict(params_dict)
+    data["ingest"] = {"url": str(source), "query": None}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    out = tmp_path / "raw.parquet"
+    ingest.main(
+        ["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--metrics", str(tmp_path / "m.json")]
+    )
+    snapshot = pd.read_parquet(out)
+    assert list(snapshot.columns) == list(frame.columns) and len(snapshot) == 500
+    assert snapshot["actual_duration"].tolist() == frame["actual_duration"].tolist()
+
+
+def test_file_sources_refuse_a_query_and_a_missing_file(tmp_path, params_dict, capsys):
+    data = dict(params_dict)
+    for url, query, message in (
+        (str(tmp_path / "own.csv"), "SELECT 1", "ingest.query applies to databases"),
+        (str(tmp_path / "absent.csv"), None, "ingest.url: file not found"),
+        ("sqlite:///x.db", None, "ingest.query is required for a database URL"),
+    ):
+        (tmp_path / "own.csv").write_text("a\n1\n")
+        data["ingest"] = {"url": url, "query": query}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+        argv = [
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--metrics",
+            "m.json",
+        ]
+        assert run(ingest.main, argv) == 1
+        assert message in capsys.readouterr().err
