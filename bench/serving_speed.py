@@ -97,60 +97,33 @@ def python_api(test: pd.DataFrame) -> None:
     )
 
 
-def cli(test: pd.DataFrame, folder: Path) -> None:
+def wall_seconds(command: list[str], repeats: int) -> list[float]:
+    """Wall time of each of ``repeats`` runs of a command in a new process."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=env, capture_output=True)
+        runs.append(time.perf_counter() - start)
+    return runs
+
+
+def cli(test: pd.DataFrame, folder: Path) -> None:
     big = pd.concat([test] * (1_000_000 // len(test) + 1), ignore_index=True).iloc[:1_000_000]
     big["session_id"] = np.arange(1, len(big) + 1)
     paths = {"csv": folder / "big.csv", "parquet": folder / "big.parquet"}
     big.to_csv(paths["csv"], index=False)
     big.to_parquet(paths["parquet"], index=False)
     test.head(1).to_csv(folder / "one.csv", index=False)
+    predict = ["mlpipe", "predict", "--bundle", str(BUNDLE)]
     for kind, source in paths.items():
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            subprocess.run(
-                [
-                    "mlpipe",
-                    "predict",
-                    "--bundle",
-                    str(BUNDLE),
-                    str(source),
-                    "-o",
-                    str(folder / f"out.{kind}"),
-                ],
-                check=True,
-                env=env,
-                capture_output=True,
-            )
-            runs.append(time.perf_counter() - start)
+        runs = wall_seconds([*predict, str(source), "-o", str(folder / f"out.{kind}")], 3)
         print(
             f"mlpipe predict, 1M rows {kind} -> {kind}: {1e6 / min(runs) / 1e3:.0f}k rows/s end to end,"
             f" best of 3 ({min(runs):.2f} s; target >= 200k)"
         )
-    cold = []
-    for _ in range(5):
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                "mlpipe",
-                "predict",
-                "--bundle",
-                str(BUNDLE),
-                str(folder / "one.csv"),
-                "-o",
-                str(folder / "o.csv"),
-            ],
-            check=True,
-            env=env,
-            capture_output=True,
-        )
-        cold.append(time.perf_counter() - start)
-    tf_runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, env=env, capture_output=True)
-        tf_runs.append(time.perf_counter() - start)
+    cold = wall_seconds([*predict, str(folder / "one.csv"), "-o", str(folder / "o.csv")], 5)
+    tf_runs = wall_seconds([sys.executable, "-c", "import tensorflow"], 3)
     print(
         f"mlpipe predict cold start to first prediction (1-row file, new process): median"
         f" {statistics.median(cold):.2f} s (target <= 1.5 s); `import tensorflow` alone:"

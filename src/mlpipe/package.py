@@ -15,6 +15,7 @@ way; the bundle only when every check passes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import platform
@@ -367,7 +368,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     network = load_model(args.model)
     layers = [onnx_graph.DenseLayer(*weights) for weights in dense_weights(network)]
-    onnx_bytes = onnx_graph.build(prep, layers, params.package.name).SerializeToString()
+    # The exports fill nulls only where the contract allows them (the predictor refuses the rest),
+    # so a model whose inputs are never null carries no imputation nodes.
+    nullable = {c for c, spec in meta["inputs"].items() if "fill" in spec}
+    exported = dataclasses.replace(prep, fill={c: v for c, v in prep.fill.items() if c in nullable})
+    onnx_bytes = onnx_graph.build(exported, layers, params.package.name).SerializeToString()
     meta["version"] = bundle.sha256(onnx_bytes)[:12]
     # Parity through the serving code path: schema checks, ONNX Runtime, on the whole test split.
     served = Predictor.from_verified(bundle.Verified(Path(args.out), meta, onnx_bytes), threads=1)
@@ -380,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with io.atomic_path(args.out, directory=True) as tmp:
         (tmp / bundle.MODEL).write_bytes(onnx_bytes)
-        savedmodel.export(network, prep, tmp / bundle.SAVED_MODEL)
+        savedmodel.export(network, exported, tmp / bundle.SAVED_MODEL)
         (tmp / bundle.CARD).write_text(model_card(meta), encoding="utf-8")
         meta["files"] = {name: bundle.sha256((tmp / name).read_bytes()) for name in bundle.list_files(tmp)}
         (tmp / bundle.METADATA).write_text(io.dumps_json(meta, sort_keys=False), encoding="utf-8")

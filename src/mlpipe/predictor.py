@@ -184,9 +184,13 @@ class Field:
             problems += [(i, "must be a number, got bool") for i in range(len(values)) if not missing[i]]
             missing[:] = True
         elif not pd.api.types.is_numeric_dtype(values.dtype):  # text, e.g. from a CSV file
-            try:
-                values = values.astype("float64")  # fast when every value parses
-            except (ValueError, TypeError):
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            try:  # Arrow's parser: fast when every value parses
+                parsed = pc.cast(pa.array(values, from_pandas=True), pa.float64())
+                values = pd.Series(parsed.to_numpy(zero_copy_only=False), index=values.index)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
                 parsed = pd.to_numeric(values.astype("str").where(~missing), errors="coerce")
                 bad = parsed.isna().to_numpy() & ~missing
                 problems += [(int(i), f"not a number: {values.iloc[i]!r}") for i in np.flatnonzero(bad)]
