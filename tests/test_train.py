@@ -102,3 +102,26 @@ def test_training_stops_on_bad_params_before_touching_outputs(workdir, capsys):
     assert run(train.main, [*argv, "--live", str(workdir / "c" / "l")]) == 1
     assert "unknown key 'train.learning_rat'" in capsys.readouterr().err
     assert not (workdir / "c").exists()
+
+
+def test_balanced_class_weights_equalise_the_classes():
+    labels = np.array([0, 0, 0, 1])
+    weights = train.class_weights(labels, 2)
+    assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+    assert weights[0] * 3 == pytest.approx(weights[1] * 1)
+    from mlpipe.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="applies only to classification"):
+        train.class_weights(np.array([0.5, 1.5]), 0)
+    with pytest.raises(PipelineError, match="class 2 has no training rows"):
+        train.class_weights(np.array([0, 1, 1]), 3)
+
+
+def test_the_output_layer_follows_the_task(params):
+    binary = build_model(5, params.train, "binary")
+    multi = build_model(5, params.train, "multiclass", n_classes=4)
+    assert binary.layers[-1].get_config()["activation"] == "sigmoid" and binary.output_shape == (None, 1)
+    assert multi.layers[-1].get_config()["activation"] == "softmax" and multi.output_shape == (None, 4)
+    assert binary.loss == "binary_crossentropy" and multi.loss == "sparse_categorical_crossentropy"
+    x = np.zeros((3, 5), dtype=np.float32)
+    np.testing.assert_allclose(predict(multi, x).sum(axis=1), 1.0, rtol=1e-6)

@@ -41,3 +41,37 @@ def test_plots_are_written(tmp_path):
     assert (tmp_path / "predictions.csv").read_text().splitlines()[1] == "1.0000,1.5000,0.5000"
     for name in ("predicted_vs_actual.png", "residuals.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_classification_metrics_known_values():
+    actual = np.array([0, 0, 1, 1])
+    proba = np.array([0.1, 0.6, 0.4, 0.9])  # P(class 1); at 0.5: predicted 0, 1, 0, 1
+    m = evaluate.classification_metrics(actual, proba, ["no", "yes"], threshold=0.5)
+    assert m["accuracy"] == 0.5
+    assert m["roc_auc"] == 0.75
+    assert m["brier"] == pytest.approx(np.mean((proba - actual) ** 2))
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.4, 0.4, 0.9])))
+    assert m["per_class"]["yes"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    low = evaluate.classification_metrics(actual, proba, ["no", "yes"], threshold=0.3)
+    assert low["per_class"]["yes"]["recall"] == 1.0  # a lower threshold flags every positive
+    three = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    multi = evaluate.classification_metrics(np.array([0, 1, 2]), three, ["a", "b", "c"], threshold=0.5)
+    assert multi["accuracy"] == 1.0 and multi["roc_auc"] == 1.0
+    with pytest.raises(ValueError, match="probabilities"):
+        evaluate.classification_metrics(np.array([0, 1]), three, ["a", "b", "c"], threshold=0.5)
+
+
+def test_classification_baselines_and_plots(params, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 3))
+    y = (x[:, 0] + 0.3 * rng.normal(size=600) > 0.5).astype(np.int32)
+    fitted = evaluate.fit_baselines(x[:400], y[:400], params.evaluate, seed=0, task="binary")
+    scores = {k: evaluate.classification_metrics(y[400:], f(x[400:]), [0, 1], 0.5) for k, f in fitted.items()}
+    assert set(scores) == {"majority", "linear", "hgb"}
+    assert scores["majority"]["roc_auc"] == 0.5 and scores["linear"]["roc_auc"] > 0.9
+    evaluate.write_classification_plots(tmp_path, y[400:], fitted["linear"](x[400:]), ["no", "yes"], 0.5)
+    assert (tmp_path / "predictions.csv").read_text().splitlines()[0] == "actual,predicted"
+    for name in ("roc", "precision_recall", "calibration"):
+        assert len((tmp_path / f"{name}.csv").read_text().splitlines()) > 3
+    for name in ("confusion_matrix", "roc", "precision_recall", "calibration"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
