@@ -29,7 +29,7 @@ import pandas as pd
 
 from mlpipe import io
 from mlpipe.errors import PipelineError
-from mlpipe.predictor import MAX_REPORTED, FieldError, Predictor, RecordError
+from mlpipe.predictor import FieldError, Predictor, RecordError, summarise
 
 log = logging.getLogger("mlpipe.predict")
 
@@ -181,13 +181,17 @@ class Report:
 
 
 def _describe(errors: list[FieldError], lines: np.ndarray, unit: str) -> list[str]:
-    out = []
-    for error in errors:
-        where = "every row" if error.row is None else f"{unit} {lines[error.row]}"
-        out.append(
-            f"{where}, field {error.field!r}: {error.message}" if error.field else f"{where}: {error.message}"
-        )
-    return out
+    return [e.located("every row" if e.row is None else f"{unit} {lines[e.row]}") for e in errors]
+
+
+def _ids(chunk: Chunk, ids: list[str]) -> pd.DataFrame:
+    """The id columns of a chunk that has them (for JSON records: those the first record has)."""
+    if not isinstance(chunk.rows, list):
+        return pd.DataFrame({c: chunk.rows[c] for c in ids if c in chunk.rows.columns})
+    first = chunk.rows[0] if chunk.rows and isinstance(chunk.rows[0], dict) else {}
+    return pd.DataFrame(
+        {c: [r.get(c) if isinstance(r, dict) else None for r in chunk.rows] for c in ids if c in first}
+    )
 
 
 def output_columns(predictor: Predictor, values: np.ndarray) -> dict[str, Any]:
@@ -257,27 +261,12 @@ def predict_file(
             for chunk in read_chunks(source, [*ids, *inputs], inputs, chunk_rows):
                 values, errors = _score(predictor, chunk)
                 if errors and (not skip_invalid or any(e.row is None for e in errors)):
-                    described = _describe(errors, chunk.lines, unit)
-                    more = (
-                        f"; and {len(described) - MAX_REPORTED} more" if len(described) > MAX_REPORTED else ""
-                    )
-                    raise PipelineError(f"{source}: " + "; ".join(described[:MAX_REPORTED]) + more)
+                    raise PipelineError(f"{source}: " + summarise(_describe(errors, chunk.lines, unit)))
                 bad = np.zeros(len(values), dtype=bool)
                 bad[[e.row for e in errors]] = True
                 report.problems += _describe(errors, chunk.lines, unit)
                 report.skipped += int(bad.sum())
-                if isinstance(chunk.rows, list):
-                    present = [
-                        c
-                        for c in ids
-                        if chunk.rows and isinstance(chunk.rows[0], dict) and c in chunk.rows[0]
-                    ]
-                    out = pd.DataFrame(
-                        {c: [r.get(c) if isinstance(r, dict) else None for r in chunk.rows] for c in present}
-                    )
-                else:
-                    out = pd.DataFrame({c: chunk.rows[c] for c in ids if c in chunk.rows.columns})
-                out = out.assign(**output_columns(predictor, values))
+                out = _ids(chunk, ids).assign(**output_columns(predictor, values))
                 writer.write(out[~bad].reset_index(drop=True))
                 report.scored += int((~bad).sum())
                 bar.update(len(values))

@@ -59,14 +59,19 @@ def list_files(folder: Path) -> list[str]:
     return sorted(found)
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    """File -> sha256 of every file under ``folder`` except ``SHA256SUMS``."""
+    return {name: sha256(Path(folder, name).read_bytes()) for name in list_files(folder) if name != CHECKSUMS}
+
+
+def format_checksums(hashes: dict[str, str]) -> str:
+    """``SHA256SUMS`` text (the ``sha256sum`` format), sorted by path."""
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(hashes.items()))
+
+
 def checksums_text(folder: Path) -> str:
     """``SHA256SUMS`` for every file under ``folder`` except itself."""
-    lines = [
-        f"{sha256(Path(folder, name).read_bytes())}  {name}\n"
-        for name in list_files(folder)
-        if name != CHECKSUMS
-    ]
-    return "".join(lines)
+    return format_checksums(file_hashes(folder))
 
 
 def parse_checksums(text: str) -> dict[str, str]:

@@ -169,11 +169,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
 
-    def repo_command(name: str, help: str) -> argparse.ArgumentParser:
+    def repo_command(name: str, help: str, pipeline: bool = True) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help)
         command.add_argument(
             "--repo", default=".", help="the project's git repository (default: %(default)s)"
         )
+        if not pipeline:  # a command on the whole repository
+            return command
         command.add_argument(
             "--pipeline",
             default=".",
@@ -209,7 +211,9 @@ def parser() -> argparse.ArgumentParser:
     fetch.add_argument("-o", "--output", required=True, help="folder to create")
     fetch.set_defaults(run=_fetch)
 
-    gc = repo_command("gc", help="`dvc gc`, refused while a registered version's data is not on the remote")
+    gc = repo_command(
+        "gc", help="`dvc gc`, refused while a registered version's data is not on the remote", pipeline=False
+    )
     gc.add_argument("--remote", help="DVC remote to check (default: the default remote)")
     gc.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc gc, after --")
     gc.set_defaults(run=_gc)

@@ -134,17 +134,11 @@ class Preprocessor:
     version: int = field(default=FORMAT_VERSION)
 
     @property
-    def numeric_inputs(self) -> list[str]:
-        """The input columns read as numbers (numeric columns and those derived formulas read)."""
-        return [c for c in self.input_columns if c not in self.categories and c not in self.cyclical]
-
-    @property
     def input_columns(self) -> list[str]:
         """The raw columns :func:`transform` reads."""
-        used = list(self.numeric)
-        for name, text in self.derived.items():
-            used += expression_columns(name, text)
-        return list(dict.fromkeys([*used, *self.cyclical, *self.categories]))
+        return list(
+            dict.fromkeys([*numeric_sources(self.numeric, self.derived), *self.cyclical, *self.categories])
+        )
 
     @property
     def string_inputs(self) -> list[str]:
@@ -178,6 +172,11 @@ class Preprocessor:
             return cls(**data)
         except TypeError as exc:
             raise PipelineError(f"malformed preprocessor file: {exc}") from None
+
+
+def numeric_sources(numeric: list[str], derived: dict[str, str]) -> list[str]:
+    """The raw columns read as numbers: the numeric columns, then those the derived formulas read."""
+    return list(dict.fromkeys([*numeric, *(c for n, t in derived.items() for c in expression_columns(n, t))]))
 
 
 def check_roles(columns: list[str], params: PreprocessParams) -> None:
@@ -260,13 +259,8 @@ def fill_values(frame: pd.DataFrame, params: PreprocessParams) -> dict[str, Any]
     cyclical columns the most frequent level. A strategy of ``none`` fills nothing.
     """
     fill: dict[str, Any] = {}
-    numeric = list(
-        dict.fromkeys(
-            [*params.numeric, *(c for n, t in params.derived.items() for c in expression_columns(n, t))]
-        )
-    )
     if params.impute.numeric != "none":
-        for name in numeric:
+        for name in numeric_sources(params.numeric, params.derived):
             values = pd.to_numeric(frame[name], errors="coerce").dropna()
             if len(values):
                 fill[name] = float(values.median() if params.impute.numeric == "median" else values.mean())

@@ -97,3 +97,10 @@ def write_parquet(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a Parquet file written by :func:`write_parquet`."""
     return pd.read_parquet(path, engine="pyarrow")
+
+
+def parquet_rows(path: str | os.PathLike[str]) -> int:
+    """The number of rows of a Parquet file, from its footer (no data is read)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows

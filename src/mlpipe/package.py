@@ -181,17 +181,13 @@ def git_revision(files: list[str]) -> dict[str, Any]:
     change what a rebuild writes, or no two builds on either side of it would agree. Params and
     data are recorded by value and md5 elsewhere in the metadata.
     """
-    pipeline = files
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args, "--", *files], capture_output=True, text=True, check=True).stdout
+
     try:
-        revision = subprocess.run(
-            ["git", "log", "-1", "--format=%H", "--", *pipeline], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *pipeline],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        revision = git("log", "-1", "--format=%H").strip()
+        status = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return {"revision": None, "dirty": None}
     return {"revision": revision or None, "dirty": bool(status.strip())}
@@ -292,7 +288,7 @@ def model_card(meta: dict[str, Any]) -> str:
     )
 
 
-def output_spec(prep: features.Preprocessor, threshold: float) -> dict[str, Any]:
+def output_metadata(prep: features.Preprocessor, threshold: float) -> dict[str, Any]:
     """What the ONNX output ``prediction`` holds: a number, the last class's probability (binary),
     or one probability per class; with the classes and the binary decision threshold."""
     if prep.task == "regression":
@@ -319,7 +315,7 @@ def build_metadata(
         "task": prep.task,
         "inputs": input_schema(prep, params.validate.columns),
         "ids": list(params.preprocess.ids),
-        "output": output_spec(prep, params.evaluate.threshold),
+        "output": output_metadata(prep, params.evaluate.threshold),
         "params": {
             section: getattr(params, section).model_dump(mode="json")
             for section in ("base", "preprocess", "train", "evaluate", "package")
@@ -348,10 +344,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
     evaluation = io.read_json(args.evaluation)
-    splits = {
-        name: io.read_parquet(Path(args.splits, f"{name}.parquet")) for name in ("train", "val", "test")
-    }
-    meta = build_metadata(params, prep, evaluation, {k: len(v) for k, v in splits.items()})
+    test = io.read_parquet(Path(args.splits, "test.parquet"))
+    rows = {name: io.parquet_rows(Path(args.splits, f"{name}.parquet")) for name in ("train", "val", "test")}
+    meta = build_metadata(params, prep, evaluation, rows)
     lock = read_lock(Path(args.lock))
     meta["lineage"] = lineage(lock, "package", Path(args.lock))
 
@@ -376,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     meta["version"] = bundle.sha256(onnx_bytes)[:12]
     # Parity through the serving code path: schema checks, ONNX Runtime, on the whole test split.
     served = Predictor.from_verified(bundle.Verified(Path(args.out), meta, onnx_bytes), threads=1)
-    expected = predict(network, features.transform(splits["test"], prep)).astype(np.float64)
-    parity = parity_difference(served.predict_frame(splits["test"]).values, expected)
+    expected = predict(network, features.transform(test, prep)).astype(np.float64)
+    parity = parity_difference(served.predict_frame(test).values, expected)
     meta["gate"] = gate(evaluation, params.package.gate, parity)
     io.write_json(args.metrics, meta["gate"])
     if not meta["gate"]["passed"]:
@@ -387,10 +382,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         (tmp / bundle.MODEL).write_bytes(onnx_bytes)
         savedmodel.export(network, exported, tmp / bundle.SAVED_MODEL)
         (tmp / bundle.CARD).write_text(model_card(meta), encoding="utf-8")
-        meta["files"] = {name: bundle.sha256((tmp / name).read_bytes()) for name in bundle.list_files(tmp)}
-        (tmp / bundle.METADATA).write_text(io.dumps_json(meta, sort_keys=False), encoding="utf-8")
-        (tmp / bundle.CHECKSUMS).write_text(bundle.checksums_text(tmp), encoding="utf-8")
-        bundle.verify(tmp)
+        meta["files"] = bundle.file_hashes(tmp)
+        metadata = io.dumps_json(meta, sort_keys=False).encode("utf-8")
+        (tmp / bundle.METADATA).write_bytes(metadata)
+        hashes = {**meta["files"], bundle.METADATA: bundle.sha256(metadata)}
+        (tmp / bundle.CHECKSUMS).write_text(bundle.format_checksums(hashes), encoding="utf-8")
+        bundle.verify(tmp)  # the bundle as serving will see it
     log.info("packaged %s %s: parity %.2e, %s", meta["name"], meta["version"], parity, args.out)
 
 

@@ -11,12 +11,13 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -25,6 +26,8 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlpipe.errors import PipelineError
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]  # strictly between 0 and 1
 
 
 class _Section(BaseModel):
@@ -223,14 +226,7 @@ class EvaluateParams(_Section):
     linear_alpha: float
     hgb: HistGradientBoostingParams
     permutation_repeats: int
-    threshold: float
-
-    @field_validator("threshold")
-    @classmethod
-    def _threshold(cls, value: float) -> float:
-        if not 0 < value < 1:
-            raise ValueError("must be in (0, 1)")
-        return value
+    threshold: Fraction
 
     @field_validator("permutation_repeats")
     @classmethod
@@ -247,14 +243,7 @@ class GateParams(_Section):
     min_improvement: dict[str, float]
     max: dict[str, float]
     min: dict[str, float]
-    parity_tolerance: float
-
-    @field_validator("parity_tolerance")
-    @classmethod
-    def _tolerance(cls, value: float) -> float:
-        if not 0 < value < 1:
-            raise ValueError("must be in (0, 1)")
-        return value
+    parity_tolerance: Fraction
 
 
 class PackageParams(_Section):
@@ -277,14 +266,7 @@ class RegistryParams(_Section):
 
     metric: str
     lower_is_better: bool
-    tolerance: float
-
-    @field_validator("tolerance")
-    @classmethod
-    def _tolerance(cls, value: float) -> float:
-        if not 0 <= value < 1:
-            raise ValueError("must be in [0, 1)")
-        return value
+    tolerance: Annotated[float, Field(ge=0, lt=1)]
 
 
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))

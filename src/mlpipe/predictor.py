@@ -43,9 +43,18 @@ class FieldError:
     field: str | None
     message: str
 
-    def __str__(self) -> str:
-        where = "all rows" if self.row is None else f"row {self.row}"
+    def located(self, where: str) -> str:
+        """The problem with its place spelled out, e.g. ``line 4, field 'age': ...``."""
         return f"{where}, field {self.field!r}: {self.message}" if self.field else f"{where}: {self.message}"
+
+    def __str__(self) -> str:
+        return self.located("all rows" if self.row is None else f"row {self.row}")
+
+
+def summarise(problems: Sequence[str]) -> str:
+    """The first problems joined on one line, and how many more there are."""
+    more = len(problems) - MAX_REPORTED
+    return "; ".join(problems[:MAX_REPORTED]) + (f"; and {more} more" if more > 0 else "")
 
 
 class RecordError(PipelineError):
@@ -53,9 +62,7 @@ class RecordError(PipelineError):
 
     def __init__(self, errors: Sequence[FieldError]) -> None:
         self.errors = list(errors)
-        shown = "; ".join(str(e) for e in self.errors[:MAX_REPORTED])
-        more = len(self.errors) - MAX_REPORTED
-        super().__init__(shown + (f"; and {more} more" if more > 0 else ""))
+        super().__init__(summarise([str(e) for e in self.errors]))
 
 
 _MISSING = object()
@@ -83,11 +90,6 @@ class Field:
             frozenset(spec["categories"]) if strict else None,
             "fill" in spec,
         )
-
-    @property
-    def missing(self) -> Any:
-        """How a null reaches the model: NaN for numbers, ``""`` for strings."""
-        return math.nan if self.numeric else ""
 
     def _array(self, values: list[Any]) -> np.ndarray:
         if self.numeric:
@@ -154,15 +156,15 @@ class Field:
 
     def check_list(self, values: list[Any]) -> tuple[np.ndarray | None, list[tuple[int, str]]]:
         """A column of JSON values as the model's input array, and ``(row, problem)`` pairs."""
-        if len(values) <= SMALL_BATCH:  # a few records: plain Python beats numpy's per-call overhead
-            problems = [(row, p) for row, v in enumerate(values) if (p := self.check_value(v))]
-            return (self._array(values) if not problems else None), problems
         allowed = {int, float} if self.numeric else {str}
-        if set(map(type, values)) <= (allowed | {type(None)} if self.nullable else allowed):
+        allowed |= {type(None)} if self.nullable else set()
+        # Many values of the right types: vectorised checks. A few records (plain Python beats
+        # numpy's per-call overhead there) or a wrong type somewhere: value by value.
+        if len(values) > SMALL_BATCH and set(map(type, values)) <= allowed:
             array = self._array(values)
             return array, self.check_array(array)
         problems = [(row, p) for row, v in enumerate(values) if (p := self.check_value(v))]
-        return None, problems
+        return (self._array(values) if not problems else None), problems
 
     def check_column(self, values: Any) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """A pandas Series as the model's input array, and ``(row, problem)`` pairs."""

@@ -72,16 +72,19 @@ def project(root: str | Path = ".", pipeline: str = ".") -> Project:
     return Project(path, folder, load_params(path / folder / "params.yaml"))
 
 
+VERSION = r"v\d+\.\d+\.\d+"  # GTO's semantic version, as in study-time@v1.0.0
+
+
 def version_tag(project: Project, version: str) -> str:
     """``study-time@v1.0.0`` from ``v1.0.0`` (a full tag or another git ref passes through)."""
-    return f"{project.tag_name}@{version}" if re.fullmatch(r"v\d+\.\d+\.\d+", version) else version
+    return f"{project.tag_name}@{version}" if re.fullmatch(VERSION, version) else version
 
 
 def version_tags(project: Project) -> list[str]:
     """The registered versions' tags, oldest version first."""
     name = project.tag_name
     tags = _git(project.root, "tag", "--list", f"{name}@v*").split()
-    tags = [t for t in tags if re.fullmatch(rf"{re.escape(name)}@v\d+\.\d+\.\d+", t)]
+    tags = [t for t in tags if re.fullmatch(rf"{re.escape(name)}@{VERSION}", t)]
     return sorted(tags, key=lambda t: tuple(int(x) for x in t.rsplit("@v", 1)[1].split(".")))
 
 
@@ -312,7 +315,7 @@ def fetch(project: Project, version: str, out: Path) -> Path:
 
 def all_version_tags(root: Path) -> list[str]:
     """Every registered version of every artifact in the repository (GTO ``name@vX.Y.Z`` tags)."""
-    return sorted(t for t in _git(root, "tag", "--list").split() if re.search(r"@v\d+\.\d+\.\d+$", t))
+    return sorted(t for t in _git(root, "tag", "--list").split() if re.search(rf"@{VERSION}$", t))
 
 
 def unpushed(root: Path, remote: str | None = None) -> dict[str, list[str]]:

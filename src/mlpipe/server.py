@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 import orjson
@@ -90,17 +90,21 @@ def create_app(
     if not 0 <= settings.challenger_share <= 1:
         raise PipelineError(f"challenger share must be in [0, 1], got {settings.challenger_share}")
     arms = {"champion": champion, **({"challenger": challenger} if challenger is not None else {})}
-    state: dict[str, Any] = {"status": "loading", "error": None}
+
+    def status() -> tuple[str, str | None]:
+        """``ready``, ``failed`` (with the first refusal) or ``loading``, from the predictors."""
+        refused = [p.load_error for p in arms.values() if p.load_error]
+        if refused:
+            return "failed", refused[0]
+        return ("ready", None) if all(p.ready for p in arms.values()) else ("loading", None)
 
     def load_all() -> None:
         try:
             for predictor in arms.values():
                 predictor.load()
         except PipelineError as exc:
-            state.update(status="failed", error=str(exc))
             log.error("bundle refused: %s", exc)
             return
-        state["status"] = "ready"
         for arm, predictor in arms.items():
             log.info("%s: %s %s from %s", arm, predictor.name, predictor.version, predictor.folder)
 
@@ -117,7 +121,7 @@ def create_app(
     )
 
     def ready() -> bool:
-        return state["status"] == "ready"
+        return status()[0] == "ready"
 
     @app.get("/health", summary="The process is alive")
     async def health() -> Response:
@@ -125,15 +129,16 @@ def create_app(
 
     @app.get("/ready", summary="Every bundle is verified and loaded")
     async def is_ready() -> Response:
-        if not ready():
-            return _json(503, {"status": state["status"], "error": state["error"]})
+        current, error = status()
+        if current != "ready":
+            return _json(503, {"status": current, "error": error})
         models = {arm: {"name": p.name, "version": p.version} for arm, p in arms.items()}
         return _json(200, {"status": "ready", "models": models})
 
     @app.get("/metadata", summary="The bundles' metadata: schema, lineage, metrics")
     async def metadata() -> Response:
         if not ready():
-            return _problem(503, f"not ready: {state['status']}")
+            return _problem(503, f"not ready: {status()[0]}")
         return _json(200, {arm: p.metadata for arm, p in arms.items()})
 
     def arm_of(record: Any) -> str | None:
@@ -170,7 +175,7 @@ def create_app(
         if len(records) > settings.max_batch:
             return _problem(413, f"a batch holds at most {settings.max_batch} records, got {len(records)}")
         if not ready():
-            return _problem(503, f"not ready: {state['status']}")
+            return _problem(503, f"not ready: {status()[0]}")
         groups: dict[str, list[int]] = {}
         for row, record in enumerate(records):
             arm = arm_of(record)
@@ -185,14 +190,7 @@ def create_app(
             try:
                 answers = predictor.predict_records([records[i] for i in rows]).answers()
             except RecordError as exc:
-                detail = [
-                    {
-                        "row": rows[e.row] if e.row is not None else None,
-                        "field": e.field,
-                        "message": e.message,
-                    }
-                    for e in exc.errors
-                ]
+                detail = [{**asdict(e), "row": None if e.row is None else rows[e.row]} for e in exc.errors]
                 return _problem(422, sorted(detail, key=lambda d: d["row"] or 0))
             for i, answer in zip(rows, answers, strict=True):
                 results[i] = {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
