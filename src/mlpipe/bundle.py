@@ -146,3 +146,16 @@ def verify(folder: str | os.PathLike[str]) -> Verified:
     if metadata.get("files") != expected_files:
         raise BundleError(f"{METADATA}: its file list disagrees with {CHECKSUMS}")
     return Verified(root, metadata, contents[MODEL])
+
+
+def check_graph(model: bytes) -> None:
+    """Refuse an ONNX graph that needs custom operators or reads data from other files."""
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    domains = {o.domain for o in proto.opset_import} | {n.domain for n in proto.graph.node}
+    foreign = sorted(d for d in domains if d not in ("", "ai.onnx"))
+    if foreign or proto.functions:
+        raise BundleError(f"{MODEL}: uses operators outside standard ONNX ({', '.join(foreign)})")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        raise BundleError(f"{MODEL}: reads tensors from external files")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe import features, io
+from mlpipe import decisions, features, io
 from mlpipe.params import EvaluateParams, load_params
 from mlpipe.stage import run
 
@@ -59,12 +59,6 @@ def class_probabilities(output: np.ndarray) -> np.ndarray:
     return np.column_stack([1 - output, output]) if output.ndim == 1 else output
 
 
-def predicted_classes(output: np.ndarray, threshold: float) -> np.ndarray:
-    """Class indices: the positive class at ``threshold`` or above (binary), else the most probable."""
-    output = np.asarray(output)
-    return (output >= threshold).astype(np.int64) if output.ndim == 1 else output.argmax(axis=1)
-
-
 def classification_metrics(
     actual: np.ndarray, output: np.ndarray, classes: list[Any], threshold: float
 ) -> dict[str, Any]:
@@ -88,7 +82,7 @@ def classification_metrics(
             f"need {len(classes)} probabilities for each of {actual.size} (>0) rows, got {proba.shape}"
         )
     labels = list(range(len(classes)))
-    predicted = predicted_classes(output, threshold)
+    predicted = decisions.class_indices(output, threshold)
     onehot = np.eye(len(classes))[actual]
     precision, recall, f1, support = skm.precision_recall_fscore_support(
         actual, predicted, labels=labels, zero_division=0
@@ -273,7 +267,7 @@ def write_classification_plots(
     from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
     names = [str(c) for c in classes]
-    predicted = predicted_classes(output, threshold)
+    predicted = decisions.class_indices(output, threshold)
     proba = class_probabilities(output)
     pd.DataFrame({"actual": [names[i] for i in actual], "predicted": [names[i] for i in predicted]}).to_csv(
         folder / "predictions.csv", index=False

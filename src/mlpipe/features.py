@@ -2,8 +2,9 @@
 
 One code path from training to serving (house style, point 8): ``preprocess`` fits a
 :class:`Preprocessor` on the training split and saves it as plain JSON (no pickle, nothing that runs
-on load); ``train``, ``evaluate`` and the packaged model apply the same object with
-:func:`transform`. Which columns are numeric, categorical, cyclical or derived comes from params.
+on load). :func:`plan_of` turns it into the feature plan (:mod:`mlpipe.plan`), which numpy
+(:func:`transform`, here: ``train`` and ``evaluate``), ONNX and TensorFlow (the bundle) compile with
+the same walk. Which columns are numeric, categorical, cyclical or derived comes from params.
 
 Feature order: scaled numeric columns, scaled derived columns, the sin/cos pair of each cyclical
 column, then one indicator per category level of each categorical column.
@@ -13,15 +14,15 @@ from __future__ import annotations
 
 import ast
 import functools
-import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlpipe import plan
 from mlpipe.errors import PipelineError
 from mlpipe.params import PreprocessParams
 
@@ -203,71 +204,83 @@ def check_roles(columns: list[str], params: PreprocessParams) -> None:
     for name, text in params.derived.items():
         if name in present:
             raise PipelineError(f"preprocess.derived.{name}: a column of that name already exists")
+        if not expression_columns(name, text):
+            raise PipelineError(
+                f"preprocess.derived.{name}: {text!r} reads no column (a constant is no feature)"
+            )
         for column in expression_columns(name, text):
             if column not in present:
                 raise PipelineError(f"preprocess.derived.{name}: column {column!r} is not in the data")
 
 
-def _require_finite(values: np.ndarray, subject: str) -> np.ndarray:
-    bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
-        raise PipelineError(f"{subject} has {len(bad)} missing or non-finite values (first at row {bad[0]})")
-    return values
+def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as float64 (missing: NaN), parsed if it is text.
+
+    Raises:
+        PipelineError: if it holds something that is not a number.
+    """
+    try:
+        return pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, TypeError):
+        raise PipelineError(f"column {name!r} must be numeric") from None
 
 
-def _float_columns(frame: pd.DataFrame, names: list[str], fill: dict[str, Any]) -> dict[str, np.ndarray]:
-    out = {}
-    for name in names:
-        try:
-            values = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-        except (ValueError, TypeError):
-            raise PipelineError(f"column {name!r} must be numeric") from None
-        if name in fill:
-            values = np.where(np.isnan(values), fill[name], values)
-        out[name] = _require_finite(values, f"column {name!r}")
-    return out
-
-
-def _string_column(frame: pd.DataFrame, name: str, fill: dict[str, Any]) -> pd.Series:
-    """A categorical or cyclical column as strings, missing entries filled where a fill is known."""
+def _texts(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as Python strings, a missing entry as :data:`mlpipe.plan.MISSING_TEXT`."""
     column = frame[name]
-    if name in fill:
-        column = column.astype("object").where(column.notna(), fill[name])
-    missing = np.flatnonzero(column.isna().to_numpy())
-    if len(missing):
-        raise PipelineError(f"column {name!r} has {len(missing)} missing values (first at row {missing[0]})")
-    return column.astype("str")
+    return column.astype("object").where(column.notna(), plan.MISSING_TEXT).astype("str").to_numpy(object)
 
 
-def _numeric_values(
-    frame: pd.DataFrame, numeric: list[str], derived: dict[str, str], fill: dict[str, Any]
-) -> dict[str, np.ndarray]:
-    """The numeric columns, then each derived feature, as float64 arrays before scaling."""
-    values = _float_columns(frame, numeric, fill)
-    for name, text in derived.items():
-        columns = _float_columns(frame, expression_columns(name, text), fill)
-        values[name] = _require_finite(
-            evaluate_expression(name, text, columns), f"derived feature {name!r} = {text}"
-        )
+def _fit_values(frame: pd.DataFrame, params: PreprocessParams, fill: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The numeric columns, then each derived feature, filled, before scaling (what scaling is fitted on).
+
+    Raises:
+        PipelineError: naming the column or feature, for a missing or non-finite value left.
+    """
+    sources = {}
+    for name in numeric_sources(params.numeric, params.derived):
+        values = _numbers(frame, name)
+        sources[name] = np.where(np.isnan(values), fill[name], values) if name in fill else values
+    values = {name: sources[name] for name in params.numeric}
+    for name, text in params.derived.items():
+        values[name] = evaluate_expression(name, text, sources)
+    for name, array in values.items():
+        bad = np.flatnonzero(~np.isfinite(array))
+        if len(bad):
+            subject = (
+                f"derived feature {name!r} = {params.derived[name]}"
+                if name in params.derived
+                else (f"column {name!r}")
+            )
+            raise PipelineError(
+                f"{subject} has {len(bad)} missing or non-finite values in the training split"
+                f" (first at row {bad[0]})"
+            )
     return values
 
 
-def fill_values(frame: pd.DataFrame, params: PreprocessParams) -> dict[str, Any]:
+def fill_values(
+    frame: pd.DataFrame, params: PreprocessParams, nullable: Collection[str] | None = None
+) -> dict[str, Any]:
     """What each raw input column's missing entries become, from the training split.
 
     Numeric columns (and those derived formulas read) take the median or mean; categorical and
-    cyclical columns the most frequent level. A strategy of ``none`` fills nothing.
+    cyclical columns the most frequent level. A strategy of ``none`` fills nothing, and neither does
+    a column outside ``nullable`` (the data contract's nullable columns; None: every column): its
+    missing values are refused, in training and at serving alike.
     """
     fill: dict[str, Any] = {}
+    may_be_null = (lambda name: True) if nullable is None else set(nullable).__contains__
     if params.impute.numeric != "none":
         for name in numeric_sources(params.numeric, params.derived):
             values = pd.to_numeric(frame[name], errors="coerce").dropna()
-            if len(values):
+            if len(values) and may_be_null(name):
                 fill[name] = float(values.median() if params.impute.numeric == "median" else values.mean())
     if params.impute.categorical != "none":
         for name in [*params.categorical, *params.cyclical]:
-            counts = frame[name].dropna().astype("str").value_counts(sort=False)
-            if len(counts):
+            texts = pd.Series(_texts(frame, name))
+            counts = texts[texts != plan.MISSING_TEXT].value_counts(sort=False)
+            if len(counts) and may_be_null(name):
                 fill[name] = str(counts.sort_index().idxmax())  # ties: the first level in sorted order
     return fill
 
@@ -298,8 +311,16 @@ def classes_of(frame: pd.DataFrame, params: PreprocessParams) -> list[Any] | Non
     return classes
 
 
-def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
+def fit(
+    frame: pd.DataFrame, params: PreprocessParams, nullable: Collection[str] | None = None
+) -> Preprocessor:
     """Learn fill values, scaling statistics, category levels and classes from the training split.
+
+    Args:
+        frame: The training split.
+        params: Column roles, formulas, imputation and policies.
+        nullable: The columns the data contract lets be null (None: every column); only those get
+            a fill value.
 
     Raises:
         PipelineError: if a declared column is missing, non-numeric where numeric is needed, empty,
@@ -309,13 +330,23 @@ def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
     if frame.empty:
         raise PipelineError("the training split is empty")
     classes = classes_of(frame, params)
-    fill = fill_values(frame, params)
-    values = _numeric_values(frame, params.numeric, params.derived, fill)
+    fill = fill_values(frame, params, nullable)
+    values = _fit_values(frame, params, fill)
     mean = {name: float(np.mean(v)) for name, v in values.items()}
     scale = {name: float(np.std(v)) or 1.0 for name, v in values.items()}
+    texts = {name: _texts(frame, name) for name in [*params.categorical, *params.cyclical]}
+    for name, array in texts.items():
+        array = np.where(array == plan.MISSING_TEXT, fill.get(name, plan.MISSING_TEXT), array)
+        missing = np.flatnonzero(array == plan.MISSING_TEXT)
+        if len(missing):
+            raise PipelineError(
+                f"column {name!r} has {len(missing)} missing values in the training split"
+                f" (first at row {missing[0]})"
+            )
+        texts[name] = array
     categories = {}
     for name in params.categorical:
-        levels = sorted(_string_column(frame, name, fill).unique().tolist())
+        levels = sorted(set(texts[name].tolist()))
         if not levels:
             raise PipelineError(f"categorical column {name!r} has no values in the training split")
         if len(levels) > params.max_levels:
@@ -326,7 +357,7 @@ def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
         categories[name] = levels
     cyclical = {}
     for name, spec in params.cyclical.items():
-        unknown = sorted(set(_string_column(frame, name, fill)) - set(spec.values))
+        unknown = sorted(set(texts[name].tolist()) - set(spec.values))
         if unknown:
             raise PipelineError(f"preprocess.cyclical.{name}.values has no position for {unknown[0]!r}")
         cyclical[name] = {"period": spec.period, "values": dict(spec.values)}
@@ -345,50 +376,129 @@ def fit(frame: pd.DataFrame, params: PreprocessParams) -> Preprocessor:
     )
 
 
+def plan_of(prep: Preprocessor) -> plan.Plan:
+    """The fitted preprocessor as a feature plan: what every backend compiles."""
+    text = set(prep.string_inputs)
+    inputs = tuple(
+        plan.Input(c, plan.TEXT if c in text else plan.NUMBER, prep.fill.get(c)) for c in prep.input_columns
+    )
+    names = [*prep.numeric, *prep.derived]
+    blocks: list[plan.Block] = []
+    if names:
+        blocks.append(
+            plan.Standardize(
+                tuple(names),
+                tuple(prep.derived.get(n) if n in prep.derived else None for n in names),
+                tuple(prep.mean[n] for n in names),
+                tuple(prep.scale[n] for n in names),
+            )
+        )
+    for name, spec in prep.cyclical.items():
+        levels = tuple(spec["values"])
+        positions = tuple(float(spec["values"][k]) for k in levels)
+        blocks.append(plan.Cyclical(name, levels, positions, float(spec["period"])))
+    for name, levels in prep.categories.items():
+        blocks.append(plan.OneHot(name, tuple(levels), prep.unknown_category))
+    return plan.Plan(inputs, tuple(blocks))
+
+
+class NumpyOps:
+    """The plan's primitives on numpy arrays: the training, evaluation and reference backend."""
+
+    def const(self, value: Any, dtype: str) -> np.ndarray:
+        return np.array(value, dtype=object if dtype == "string" else np.float64)
+
+    is_nan = staticmethod(np.isnan)
+    where = staticmethod(np.where)
+    matmul = staticmethod(np.matmul)
+    sin = staticmethod(np.sin)
+    cos = staticmethod(np.cos)
+
+    def equal(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.asarray(x == y, dtype=bool)
+
+    def not_finite(self, x: np.ndarray) -> np.ndarray:
+        return ~np.isfinite(x)
+
+    def any_row(self, x: np.ndarray) -> np.ndarray:
+        return x.any(axis=1, keepdims=True)
+
+    def as_float64(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float64)
+
+    def as_float32(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32)
+
+    def concat(self, parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts, axis=1)
+
+
+def plan_inputs(frame: pd.DataFrame, feature_plan: plan.Plan) -> dict[str, np.ndarray]:
+    """A frame's raw columns as the plan's ``[N, 1]`` inputs (float64 numbers, text with nulls as "").
+
+    Raises:
+        PipelineError: naming the column, if one is missing or a number column holds text.
+    """
+    missing = [i.name for i in feature_plan.inputs if i.name not in frame.columns]
+    if missing:
+        raise PipelineError(f"column {missing[0]!r} is missing")
+    read = {plan.NUMBER: _numbers, plan.TEXT: _texts}
+    return {i.name: read[i.kind](frame, i.name).reshape(-1, 1) for i in feature_plan.inputs}
+
+
+def lower(frame: pd.DataFrame, prep: Preprocessor) -> plan.Lowered:
+    """The plan applied to a frame with numpy: features and the refused rows (no error raised)."""
+    feature_plan = plan_of(prep)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return plan.lower(feature_plan, NumpyOps(), plan_inputs(frame, feature_plan), fold_expression)
+
+
+def refusal_problems(lowered: plan.Lowered, frame: pd.DataFrame, prep: Preprocessor) -> list[tuple[int, str]]:
+    """``(first row, message)`` for each column or feature the plan refused rows of, in plan order."""
+    problems = []
+    for refusal in lowered.refusals:
+        for j, column in enumerate(refusal.columns):
+            rows = np.flatnonzero(refusal.rows[:, j])
+            if len(rows):
+                problems.append((int(rows[0]), _refusal_message(refusal.reason, column, rows, frame, prep)))
+    return problems
+
+
+def _refusal_message(
+    reason: str, column: str, rows: np.ndarray, frame: pd.DataFrame, prep: Preprocessor
+) -> str:
+    first = int(rows[0])
+    if column in prep.derived:
+        formula = prep.derived[column]
+        return (
+            f"derived feature {column!r} = {formula} has {len(rows)} missing or non-finite values"
+            f" (first at row {first})"
+        )
+    value = frame[column].iloc[first]
+    if reason == "unknown level" and not (pd.isna(value) or value == plan.MISSING_TEXT):
+        kind = "level" if column in prep.cyclical else "category"
+        return f"column {column!r} has unknown {kind} {value!r} at row {first}"
+    what = "non-finite" if reason == "not finite" and not pd.isna(value) else "missing"
+    return f"column {column!r} has {len(rows)} {what} values (first at row {first})"
+
+
 def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
-    """Apply a fitted preprocessor to raw records.
+    """Apply a fitted preprocessor to raw records (the feature plan, with numpy).
 
     Returns:
         A float32 matrix with one row per record and ``len(prep.feature_names)`` columns.
 
     Raises:
-        PipelineError: naming the column, for a missing column, a non-numeric or missing value, a
-            non-finite derived value, a cyclical level without a position, or an unknown category
-            when the policy is ``"error"``.
+        PipelineError: naming the column, for a missing column, a non-numeric value, a value the
+            plan refuses (missing without a fill, non-finite, a derived value that is not finite,
+            a cyclical level without a position, an unknown category under the policy
+            ``"error"``), with the first row.
     """
-    missing = [c for c in prep.input_columns if c not in frame.columns]
-    if missing:
-        raise PipelineError(f"column {missing[0]!r} is missing")
-    n = len(frame)
-    values = _numeric_values(frame, prep.numeric, prep.derived, prep.fill)
-    blocks = [
-        np.column_stack([(values[k] - prep.mean[k]) / prep.scale[k] for k in values])
-        if values
-        else np.empty((n, 0))
-    ]
-    for name, spec in prep.cyclical.items():
-        position = _string_column(frame, name, prep.fill).map(spec["values"])
-        unknown = np.flatnonzero(position.isna().to_numpy())
-        if len(unknown):
-            raise PipelineError(
-                f"column {name!r} has unknown level {frame[name].iloc[unknown[0]]!r} at row {unknown[0]}"
-            )
-        angle = 2 * math.pi * position.to_numpy(dtype=np.float64) / spec["period"]
-        blocks.append(np.column_stack([np.sin(angle), np.cos(angle)]))
-    for name, levels in prep.categories.items():
-        codes = pd.Categorical(_string_column(frame, name, prep.fill), categories=levels).codes
-        if prep.unknown_category == "error":
-            unknown = np.flatnonzero(codes < 0)
-            if len(unknown):
-                raise PipelineError(
-                    f"column {name!r} has unknown category {frame[name].iloc[unknown[0]]!r}"
-                    f" at row {unknown[0]}"
-                )
-        onehot = np.zeros((n, len(levels)))
-        known = codes >= 0
-        onehot[np.flatnonzero(known), codes[known]] = 1.0
-        blocks.append(onehot)
-    return np.hstack(blocks).astype(np.float32)
+    lowered = lower(frame, prep)
+    problems = refusal_problems(lowered, frame, prep)
+    if problems:
+        raise PipelineError(problems[0][1])
+    return lowered.features
 
 
 def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
@@ -400,7 +510,13 @@ def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
     if prep.target not in frame.columns:
         raise PipelineError(f"target column {prep.target!r} is missing")
     if prep.classes is None:
-        return _float_columns(frame, [prep.target], {})[prep.target].astype(np.float32)
+        values = _numbers(frame, prep.target)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise PipelineError(
+                f"column {prep.target!r} has {len(bad)} missing or non-finite values (first at row {bad[0]})"
+            )
+        return values.astype(np.float32)
     labels = frame[prep.target]
     codes = labels.map({c: i for i, c in enumerate(prep.classes)})
     unknown = np.flatnonzero(codes.isna().to_numpy())

@@ -1,19 +1,18 @@
 """Compile the fitted preprocessor and the trained network into one ONNX graph: raw records in.
 
 The graph has one input per raw column the preprocessor reads, shaped ``[N, 1]``: ``double`` for
-numeric columns, ``string`` for categorical and cyclical ones. It computes exactly what
-:func:`mlpipe.features.transform` computes, in the same order and precision (float64 until the
-feature matrix is cast to float32), then the network's Dense layers, and outputs ``prediction``:
-``[N, 1]`` for regression and binary classification (the last class's probability), ``[N, k]``
-class probabilities for multiclass. Derived formulas go through
-:func:`mlpipe.features.fold_expression`, the same tree walk that computes them in training. Only
+numeric columns, ``string`` for categorical and cyclical ones. The preprocessing is the feature
+plan lowered by :func:`mlpipe.plan.lower`, the walk that :func:`mlpipe.features.transform` runs with
+numpy, here with ONNX nodes (:class:`OnnxOps`): the same operations in the same order and precision
+(float64 until the feature matrix is cast to float32). Then the network's Dense layers, and the
+output ``prediction``: ``[N, 1]`` for regression and binary classification (the last class's
+probability), ``[N, k]`` class probabilities for multiclass; NaN for a row the plan refuses. Only
 standard ONNX operators are used (no custom domains), so the graph runs anywhere ONNX Runtime does
 and nothing in it executes code on load.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mlpipe import features
+from mlpipe import features, plan
 from mlpipe.errors import PipelineError
 
 OPSET = 21
@@ -64,106 +63,97 @@ class _Graph:
         return out
 
 
-class _Double:
-    """A float64 tensor of the graph whose Python arithmetic adds graph nodes (for formulas)."""
+class _Tensor:
+    """A tensor of the graph whose Python arithmetic adds graph nodes (formulas and scaling)."""
 
     def __init__(self, graph: _Graph, name: str) -> None:
         self.graph, self.name = graph, name
 
-    def _binary(self, op_type: str, other: Any, reverse: bool = False) -> _Double:
-        other_name = other.name if isinstance(other, _Double) else self.graph.const(float(other), np.float64)
+    def _binary(self, op_type: str, other: Any, reverse: bool = False) -> _Tensor:
+        other_name = other.name if isinstance(other, _Tensor) else self.graph.const(float(other), np.float64)
         left, right = (other_name, self.name) if reverse else (self.name, other_name)
-        return _Double(self.graph, self.graph.op(op_type, [left, right]))
+        return _Tensor(self.graph, self.graph.op(op_type, [left, right]))
 
-    def __add__(self, other: Any) -> _Double:
+    def __add__(self, other: Any) -> _Tensor:
         return self._binary("Add", other)
 
-    def __radd__(self, other: Any) -> _Double:
+    def __radd__(self, other: Any) -> _Tensor:
         return self._binary("Add", other, reverse=True)
 
-    def __sub__(self, other: Any) -> _Double:
+    def __sub__(self, other: Any) -> _Tensor:
         return self._binary("Sub", other)
 
-    def __rsub__(self, other: Any) -> _Double:
+    def __rsub__(self, other: Any) -> _Tensor:
         return self._binary("Sub", other, reverse=True)
 
-    def __mul__(self, other: Any) -> _Double:
+    def __mul__(self, other: Any) -> _Tensor:
         return self._binary("Mul", other)
 
-    def __rmul__(self, other: Any) -> _Double:
+    def __rmul__(self, other: Any) -> _Tensor:
         return self._binary("Mul", other, reverse=True)
 
-    def __truediv__(self, other: Any) -> _Double:
+    def __truediv__(self, other: Any) -> _Tensor:
         return self._binary("Div", other)
 
-    def __rtruediv__(self, other: Any) -> _Double:
+    def __rtruediv__(self, other: Any) -> _Tensor:
         return self._binary("Div", other, reverse=True)
 
-    def __neg__(self) -> _Double:
-        return _Double(self.graph, self.graph.op("Neg", [self.name]))
+    def __neg__(self) -> _Tensor:
+        return _Tensor(self.graph, self.graph.op("Neg", [self.name]))
 
-    def __pos__(self) -> _Double:
+    def __pos__(self) -> _Tensor:
         return self
 
 
-def _preprocessing(graph: _Graph, prep: features.Preprocessor) -> str:
-    """Add :func:`mlpipe.features.transform` to the graph; return the float32 feature matrix.
+class OnnxOps:
+    """The feature plan's primitives (:class:`mlpipe.plan.Ops`) as ONNX nodes."""
 
-    A missing value is NaN in a numeric input and ``""`` in a string input; where the preprocessor
-    learned a fill value, it replaces them first, as in training.
-    """
-    text = set(prep.string_inputs)
-    source = {}
-    for c in prep.input_columns:
-        if c not in prep.fill:
-            source[c] = c
-        elif c in text:
-            missing = graph.op("Equal", [c, graph.const([[""]], np.str_)])
-            source[c] = graph.op(
-                "Where", [missing, graph.const([[str(prep.fill[c])]], np.str_), c], hint=f"{c}_filled"
-            )
-        else:
-            fill = graph.const([[float(prep.fill[c])]], np.float64)
-            source[c] = graph.op("Where", [graph.op("IsNaN", [c]), fill, c], hint=f"{c}_filled")
-    columns = {c: _Double(graph, source[c]) for c in prep.input_columns if c not in text}
-    values = [columns[name] for name in prep.numeric]
-    for name, formula in prep.derived.items():
-        value = features.fold_expression(name, formula, columns)
-        if not isinstance(value, _Double):
-            raise PipelineError(f"derived feature {name!r} = {formula} reads no column")
-        values.append(value)
-    names = [*prep.numeric, *prep.derived]
-    blocks = []
-    if values:
-        stacked = graph.op("Concat", [v.name for v in values], axis=1)
-        mean = graph.const([prep.mean[k] for k in names], np.float64, "mean")
-        scale = graph.const([prep.scale[k] for k in names], np.float64, "scale")
-        scaled = graph.op("Div", [graph.op("Sub", [stacked, mean]), scale])
-        blocks.append(graph.op("Cast", [scaled], to=TensorProto.FLOAT))
-    for name, spec in prep.cyclical.items():
-        levels = list(spec["values"])
-        hits = graph.op(
-            "Cast",
-            [graph.op("Equal", [source[name], graph.const([levels], np.str_, f"{name}_levels")])],
-            to=TensorProto.DOUBLE,
-        )
-        positions = graph.const([[float(spec["values"][k])] for k in levels], np.float64, f"{name}_positions")
-        ones = graph.const(np.ones((len(levels), 1)), np.float64)
-        # hit-weighted sum over levels divided by the hit count: the level's position, NaN if unknown
-        position = graph.op("Div", [graph.op("MatMul", [hits, positions]), graph.op("MatMul", [hits, ones])])
-        angle = graph.op(
-            "Div",
-            [
-                graph.op("Mul", [graph.const(2 * math.pi, np.float64), position]),
-                graph.const(float(spec["period"]), np.float64),
-            ],
-        )
-        pair = graph.op("Concat", [graph.op("Sin", [angle]), graph.op("Cos", [angle])], axis=1)
-        blocks.append(graph.op("Cast", [pair], to=TensorProto.FLOAT))
-    for name, levels in prep.categories.items():
-        equal = graph.op("Equal", [source[name], graph.const([levels], np.str_, f"{name}_levels")])
-        blocks.append(graph.op("Cast", [equal], to=TensorProto.FLOAT, hint=f"{name}_onehot"))
-    return graph.op("Concat", blocks, axis=1, hint="features") if len(blocks) > 1 else blocks[0]
+    def __init__(self, graph: _Graph) -> None:
+        self.graph = graph
+
+    def _op(self, op_type: str, *inputs: _Tensor, **attrs: Any) -> _Tensor:
+        return _Tensor(self.graph, self.graph.op(op_type, [t.name for t in inputs], **attrs))
+
+    def const(self, value: Any, dtype: str) -> _Tensor:
+        return _Tensor(self.graph, self.graph.const(value, np.str_ if dtype == "string" else np.float64))
+
+    def is_nan(self, x: _Tensor) -> _Tensor:
+        return self._op("IsNaN", x)
+
+    def _axis_1(self) -> _Tensor:
+        return _Tensor(self.graph, self.graph.const([1], np.int64, "axes"))
+
+    def not_finite(self, x: _Tensor) -> _Tensor:
+        return self._op("IsNaN", x - x)  # x - x is 0 where x is finite, NaN where it is NaN or inf
+
+    def equal(self, x: _Tensor, y: _Tensor) -> _Tensor:
+        return self._op("Equal", x, y)
+
+    def any_row(self, x: _Tensor) -> _Tensor:
+        as_number = self._op("Cast", x, to=TensorProto.FLOAT)
+        most = self._op("ReduceMax", as_number, self._axis_1(), keepdims=1)
+        return self._op("Cast", most, to=TensorProto.BOOL)
+
+    def where(self, condition: _Tensor, x: _Tensor, y: _Tensor) -> _Tensor:
+        return self._op("Where", condition, x, y)
+
+    def as_float64(self, x: _Tensor) -> _Tensor:
+        return self._op("Cast", x, to=TensorProto.DOUBLE)
+
+    def as_float32(self, x: _Tensor) -> _Tensor:
+        return self._op("Cast", x, to=TensorProto.FLOAT)
+
+    def matmul(self, x: _Tensor, y: _Tensor) -> _Tensor:
+        return self._op("MatMul", x, y)
+
+    def sin(self, x: _Tensor) -> _Tensor:
+        return self._op("Sin", x)
+
+    def cos(self, x: _Tensor) -> _Tensor:
+        return self._op("Cos", x)
+
+    def concat(self, parts: list[_Tensor]) -> _Tensor:
+        return self._op("Concat", *parts, axis=1)
 
 
 def _network(graph: _Graph, x: str, layers: list[DenseLayer]) -> str:
@@ -206,7 +196,19 @@ def build(prep: features.Preprocessor, layers: list[DenseLayer], name: str) -> o
         helper.make_tensor_value_info(c, TensorProto.STRING if c in text else TensorProto.DOUBLE, ["N", 1])
         for c in prep.input_columns
     ]
-    out = _network(graph, _preprocessing(graph, prep), layers)
+    ops = OnnxOps(graph)
+    feature_plan = features.plan_of(prep)
+    lowered = plan.lower(
+        feature_plan,
+        ops,
+        {i.name: _Tensor(graph, i.name) for i in feature_plan.inputs},
+        features.fold_expression,
+    )
+    out = _network(graph, lowered.features.name, layers)
+    refused = plan.refused_rows(lowered, ops)
+    if refused is not None:  # a refused row's output is NaN, as the plan says
+        nan = graph.const([[np.nan]], np.float32, "refused")
+        out = graph.op("Where", [refused.name, nan, out])
     graph.nodes.append(helper.make_node("Identity", [out], [OUTPUT], name=OUTPUT))
     model = helper.make_model(
         helper.make_graph(

@@ -7,20 +7,20 @@ Params: ``package.*`` (name, description, gate); the ``validate`` contract gives
 ``preprocess``, ``train`` and ``evaluate`` are recorded in the metadata.
 
 The gate fails the stage, naming each failed check, when the model does not beat each baseline by
-its margin, misses an absolute threshold, or when the ONNX graph's predictions on the test split
-differ from the Keras model's by more than the parity tolerance. The verdict file is written either
-way; the bundle only when every check passes.
+its margin, misses an absolute threshold, or when the ONNX graph's or the SavedModel's predictions
+on the test split differ from the Keras model's by more than the parity tolerance. The verdict
+file is written either way; the bundle only when every check passes.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import logging
 import platform
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from importlib import metadata as distributions
 from pathlib import Path
@@ -29,18 +29,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mlpipe import bundle, features, io, onnx_graph
+from mlpipe import bundle, decisions, features, io, onnx_graph
 from mlpipe.errors import PipelineError
 from mlpipe.params import ColumnRule, GateParams, Params, load_params
 from mlpipe.stage import run
 
 log = logging.getLogger("mlpipe.package")
 
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss", "brier"})
 LIBRARIES = ("mlpipe", "numpy", "pandas", "scikit-learn", "keras", "onnx", "onnxruntime")
 
 
-def gate(evaluation: dict[str, Any], params: GateParams, parity: float) -> dict[str, Any]:
+def gate(evaluation: dict[str, Any], params: GateParams, parity: dict[str, float]) -> dict[str, Any]:
     """Check the test metrics against the gate; return the verdict (``passed`` and each check).
 
     Improvement over a baseline is relative: ``(baseline - model) / baseline`` for a loss (RMSE,
@@ -59,14 +58,15 @@ def gate(evaluation: dict[str, Any], params: GateParams, parity: float) -> dict[
             known = ", ".join(evaluation["baselines"])
             raise PipelineError(f"package.gate.min_improvement.{baseline}: no such baseline (known: {known})")
         theirs = evaluation["baselines"][baseline][metric]
-        gain = theirs - model[metric] if metric in LOWER_IS_BETTER else model[metric] - theirs
+        gain = theirs - model[metric] if decisions.lower_is_better(metric) else model[metric] - theirs
         checks[f"{metric}_improvement_over_{baseline}"] = {"value": gain / abs(theirs), "min": margin}
     for bound, limits in (("max", params.max), ("min", params.min)):
         for metric, limit in limits.items():
             if metric not in model:
                 raise PipelineError(f"package.gate.{bound}.{metric}: evaluate reports no such metric")
             checks[metric] = {"value": model[metric], bound: limit}
-    checks["parity_max_diff"] = {"value": parity, "max": params.parity_tolerance}
+    for export, difference in parity.items():  # each export's largest difference from Keras
+        checks[f"parity_max_diff_{export}"] = {"value": difference, "max": params.parity_tolerance}
     for check in checks.values():
         check["passed"] = bool(
             ("min" not in check or check["value"] >= check["min"])
@@ -121,7 +121,7 @@ def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> d
                 value = getattr(rule, bound) if rule is not None else None
                 if value is not None:
                     entry[bound] = int(value) if whole and float(value).is_integer() else value
-        if column in prep.fill and (rule is None or rule.nullable):
+        if column in prep.fill:  # preprocess fits a fill only where the contract allows a null
             entry["fill"] = prep.fill[column]
         schema[column] = entry
     return schema
@@ -363,24 +363,27 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     network = load_model(args.model)
     layers = [onnx_graph.DenseLayer(*weights) for weights in dense_weights(network)]
-    # The exports fill nulls only where the contract allows them (the predictor refuses the rest),
-    # so a model whose inputs are never null carries no imputation nodes.
-    nullable = {c for c, spec in meta["inputs"].items() if "fill" in spec}
-    exported = dataclasses.replace(prep, fill={c: v for c, v in prep.fill.items() if c in nullable})
-    onnx_bytes = onnx_graph.build(exported, layers, params.package.name).SerializeToString()
+    onnx_bytes = onnx_graph.build(prep, layers, params.package.name).SerializeToString()
     meta["version"] = bundle.sha256(onnx_bytes)[:12]
-    # Parity through the serving code path: schema checks, ONNX Runtime, on the whole test split.
-    served = Predictor.from_verified(bundle.Verified(Path(args.out), meta, onnx_bytes), threads=1)
+    meta["plan"] = features.plan_of(prep).to_dict()
     expected = predict(network, features.transform(test, prep)).astype(np.float64)
+    # Parity of both exports on the whole test split: ONNX through the serving code path (schema
+    # checks, ONNX Runtime), the SavedModel through its serving signature, as TF Serving runs it.
+    served = Predictor.from_verified(bundle.Verified(Path(args.out), meta, onnx_bytes), threads=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        savedmodel.export(network, prep, Path(scratch, bundle.SAVED_MODEL))
+        signature = savedmodel.load_signature(Path(scratch, bundle.SAVED_MODEL))
+        tf_output = signature(**savedmodel.feed(test, prep))[onnx_graph.OUTPUT].numpy()
     parity = parity_difference(served.predict_frame(test).values, expected)
-    meta["gate"] = gate(evaluation, params.package.gate, parity)
+    tf_parity = parity_difference(tf_output.astype(np.float64).reshape(expected.shape), expected)
+    meta["gate"] = gate(evaluation, params.package.gate, {"onnx": parity, "saved_model": tf_parity})
     io.write_json(args.metrics, meta["gate"])
     if not meta["gate"]["passed"]:
         raise PipelineError("gate failed, not packaging: " + "; ".join(failures(meta["gate"])))
 
     with io.atomic_path(args.out, directory=True) as tmp:
         (tmp / bundle.MODEL).write_bytes(onnx_bytes)
-        savedmodel.export(network, exported, tmp / bundle.SAVED_MODEL)
+        savedmodel.export(network, prep, tmp / bundle.SAVED_MODEL)
         (tmp / bundle.CARD).write_text(model_card(meta), encoding="utf-8")
         meta["files"] = bundle.file_hashes(tmp)
         metadata = io.dumps_json(meta, sort_keys=False).encode("utf-8")
@@ -388,7 +391,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         hashes = {**meta["files"], bundle.METADATA: bundle.sha256(metadata)}
         (tmp / bundle.CHECKSUMS).write_text(bundle.format_checksums(hashes), encoding="utf-8")
         bundle.verify(tmp)  # the bundle as serving will see it
-    log.info("packaged %s %s: parity %.2e, %s", meta["name"], meta["version"], parity, args.out)
+    log.info(
+        "packaged %s %s: parity %.2e (ONNX), %.2e (SavedModel), %s",
+        meta["name"],
+        meta["version"],
+        parity,
+        tf_parity,
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -245,6 +245,8 @@ class GateParams(_Section):
     min: dict[str, float]
     parity_tolerance: Fraction
 
+    _metric_known = field_validator("metric")(classmethod(lambda cls, value: _known_metric(value)))
+
 
 class PackageParams(_Section):
     """The packaged model's name and description, and the quality gate in front of it."""
@@ -264,9 +266,21 @@ class PackageParams(_Section):
 class RegistryParams(_Section):
     """What makes one model version better than another, for promotion and ``mlpipe compare``."""
 
-    metric: str
-    lower_is_better: bool
+    metric: str  # its direction comes from its name (mlpipe.decisions)
     tolerance: Annotated[float, Field(ge=0, lt=1)]
+
+    _metric_known = field_validator("metric")(classmethod(lambda cls, value: _known_metric(value)))
+
+
+def _known_metric(value: str) -> str:
+    """A metric whose better direction is known (the one table of :mod:`mlpipe.decisions`)."""
+    from mlpipe import decisions
+
+    try:
+        decisions.lower_is_better(value)
+    except PipelineError as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 @pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))

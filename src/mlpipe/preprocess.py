@@ -3,7 +3,8 @@
 Inputs: the validated table from ``validate``.
 Outputs: a folder with ``train``, ``val`` and ``test`` Parquet files (raw records, split so that no
 group, e.g. no student, is in two splits), the fitted preprocessor as JSON, and split metrics.
-Params: ``base.seed``, ``preprocess.*`` (column roles, derived formulas, split shares, policy).
+Params: ``base.seed``, ``preprocess.*`` (column roles, derived formulas, split shares, policy), and
+``validate.columns`` (which columns may be null, and so get a fill value).
 
 The splits stay raw: every later consumer applies the one fitted :class:`~mlpipe.features.Preprocessor`
 with :func:`mlpipe.features.transform`, exactly as the packaged model will.
@@ -69,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = all_params.preprocess
     frame = io.read_parquet(args.data)
     splits = split_by_group(frame, params.group, params.val_share, params.test_share, all_params.base.seed)
-    prep = features.fit(splits["train"], params)
+    # Only columns the data contract lets be null get a fill; a null anywhere else is refused.
+    nullable = [name for name, rule in all_params.validate.columns.items() if rule.nullable]
+    prep = features.fit(splits["train"], params, nullable)
     for name in SPLITS:  # fail now, not in train, if a split cannot be transformed
         features.matrices(splits[name], prep)
 

@@ -18,6 +18,7 @@ adds only what they lack:
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 import subprocess
 import sys
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from mlpipe import decisions
 from mlpipe.errors import PipelineError
 from mlpipe.params import Params, RegistryParams, load_params
 
@@ -124,12 +128,30 @@ def metrics_at(project: Project, rev: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def gate_verdict(metrics: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The package stage's verdict among the metrics files (the one with ``passed`` and checks)."""
-    for values in metrics.values():
-        if "passed" in values and any(k.startswith("checks.") for k in values):
-            return values
-    return None
+def gate_path(dvc_yaml: str, pipeline: str = "") -> str:
+    """Where the package stage of a pipeline's ``dvc.yaml`` text writes its verdict, as ``dvc
+    metrics`` names the file (relative to the repository).
+
+    Raises:
+        RegistryError: if there is no package stage, or it declares other than one metrics file.
+    """
+    where = f"{pipeline}/dvc.yaml" if pipeline else "dvc.yaml"
+    try:
+        stage = yaml.safe_load(dvc_yaml)["stages"]["package"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        raise RegistryError(f"{where} has no package stage") from None
+    declared = [next(iter(m)) if isinstance(m, dict) else m for m in stage.get("metrics") or []]
+    if len(declared) != 1:
+        raise RegistryError(f"{where}: the package stage must declare one metrics file (its gate verdict)")
+    return posixpath.normpath(posixpath.join(pipeline, declared[0]))
+
+
+def gate_verdict(project: Project, rev: str) -> dict[str, Any] | None:
+    """The package stage's verdict at ``rev`` (flattened), read from the file its stage declares."""
+    dvc_yaml = _git(
+        project.root, "show", f"{rev}:{project.pipeline + '/' if project.pipeline else ''}dvc.yaml"
+    )
+    return metrics_at(project, rev).get(gate_path(dvc_yaml, project.pipeline))
 
 
 def metric_value(metrics: dict[str, dict[str, Any]], key: str, rev: str) -> float:
@@ -168,7 +190,7 @@ def judge(old: float, new: float, settings: RegistryParams) -> Comparison:
     if not (math.isfinite(old) and math.isfinite(new)):
         raise RegistryError(f"registry.metric {settings.metric!r} is not a finite number: {old}, {new}")
     change = (new - old) / abs(old) if old else new - old
-    if not settings.lower_is_better:
+    if not decisions.lower_is_better(settings.metric):
         change = -change
     return Comparison(settings.metric, old, new, change, change > settings.tolerance)
 
@@ -201,7 +223,7 @@ def register(project: Project, ref: str = "HEAD", version: str | None = None, bu
     """
     from gto import api
 
-    verdict = gate_verdict(metrics_at(project, ref))
+    verdict = gate_verdict(project, ref)
     if verdict is None:
         raise RegistryError(
             f"no gate verdict at {ref}: run `dvc repro` and commit the package stage's metrics"

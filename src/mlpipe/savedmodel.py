@@ -3,9 +3,11 @@
 The ``serving_default`` signature has one input per raw column (``[None]``, ``tf.float64`` for numeric
 columns, ``tf.string`` for categorical and cyclical ones), applies the fitted preprocessing with
 TensorFlow ops, and returns ``prediction``. So TF Serving's REST API takes the same records as
-``mlpipe serve``: ``{"instances": [{"age": 24, "subject": "physics", ...}]}``. Derived formulas go
-through :func:`mlpipe.features.fold_expression`, the same tree walk as training. A parity test
-checks it against the Keras model and the ONNX graph. Importing this module imports TensorFlow.
+``mlpipe serve``: ``{"instances": [{"age": 24, "subject": "physics", ...}]}``. The preprocessing is
+the feature plan lowered by :func:`mlpipe.plan.lower` with TensorFlow ops (:class:`TensorFlowOps`),
+the same walk as training and the ONNX graph; a missing value is NaN or ``""``, and a refused row's
+output is NaN. The package stage's gate checks it against the Keras model. Importing this module
+imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from mlpipe import features
+from mlpipe import features, plan
 
 
 def signature_names(columns: list[str]) -> dict[str, str]:
@@ -36,49 +37,68 @@ def signature_names(columns: list[str]) -> dict[str, str]:
     return names
 
 
+class TensorFlowOps:
+    """The feature plan's primitives (:class:`mlpipe.plan.Ops`) as TensorFlow ops."""
+
+    def const(self, value: Any, dtype: str) -> tf.Tensor:
+        return tf.constant(value, tf.string if dtype == "string" else tf.float64)
+
+    def is_nan(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.math.is_nan(x)
+
+    def not_finite(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.logical_not(tf.math.is_finite(x))
+
+    def equal(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        return tf.equal(x, y)
+
+    def any_row(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_any(x, axis=1, keepdims=True)
+
+    def where(self, condition: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        return tf.where(condition, x, y)
+
+    def as_float64(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(x, tf.float64)
+
+    def as_float32(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(x, tf.float32)
+
+    def matmul(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(x, y)
+
+    def sin(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.sin(x)
+
+    def cos(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cos(x)
+
+    def concat(self, parts: list[tf.Tensor]) -> tf.Tensor:
+        return tf.concat(parts, axis=1)
+
+
 class _RawRecordModel(tf.Module):
     def __init__(self, network: keras.Model, prep: features.Preprocessor) -> None:
         super().__init__(name="raw_record_model")
         self.network = network
-        self.prep = prep
-        text = set(prep.string_inputs)
-        self.names = signature_names(prep.input_columns)
+        self.plan = features.plan_of(prep)
+        self.names = signature_names([i.name for i in self.plan.inputs])
         self.signature = {
-            self.names[c]: tf.TensorSpec([None], tf.string if c in text else tf.float64, name=self.names[c])
-            for c in prep.input_columns
+            self.names[i.name]: tf.TensorSpec(
+                [None], tf.string if i.kind == plan.TEXT else tf.float64, name=self.names[i.name]
+            )
+            for i in self.plan.inputs
         }
 
-    def preprocess(self, signature_inputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        prep = self.prep
-        text = set(prep.string_inputs)
-        inputs = {c: signature_inputs[self.names[c]] for c in prep.input_columns}
-        for c, fill in prep.fill.items():  # a missing value is NaN (numeric) or "" (string), as in ONNX
-            if c in inputs:
-                missing = tf.equal(inputs[c], "") if c in text else tf.math.is_nan(inputs[c])
-                value = tf.constant(str(fill)) if c in text else tf.constant(float(fill), tf.float64)
-                inputs[c] = tf.where(missing, value, inputs[c])
-        columns = {c: inputs[c] for c in prep.input_columns if c not in text}
-        values = [columns[name] for name in prep.numeric]
-        values += [features.fold_expression(n, t, columns) for n, t in prep.derived.items()]
-        names = [*prep.numeric, *prep.derived]
-        blocks = []
-        if values:
-            mean = tf.constant([prep.mean[k] for k in names], tf.float64)
-            scale = tf.constant([prep.scale[k] for k in names], tf.float64)
-            blocks.append(tf.cast((tf.stack(values, axis=1) - mean) / scale, tf.float32))
-        for name, spec in prep.cyclical.items():
-            levels = list(spec["values"])
-            hits = tf.cast(tf.equal(inputs[name][:, None], tf.constant([levels])), tf.float64)
-            positions = tf.constant([[float(spec["values"][k])] for k in levels], tf.float64)
-            position = tf.matmul(hits, positions) / tf.matmul(hits, tf.ones([len(levels), 1], tf.float64))
-            angle = tf.constant(2 * math.pi, tf.float64) * position / float(spec["period"])
-            blocks.append(tf.cast(tf.concat([tf.sin(angle), tf.cos(angle)], axis=1), tf.float32))
-        for name, levels in prep.categories.items():
-            blocks.append(tf.cast(tf.equal(inputs[name][:, None], tf.constant([levels])), tf.float32))
-        return tf.concat(blocks, axis=1)
-
     def serve(self, inputs: dict[str, tf.Tensor]) -> dict[str, Any]:
-        return {"prediction": self.network(self.preprocess(inputs), training=False)}
+        ops = TensorFlowOps()
+        columns = {i.name: inputs[self.names[i.name]][:, None] for i in self.plan.inputs}
+        lowered = plan.lower(self.plan, ops, columns, features.fold_expression)
+        prediction = self.network(lowered.features, training=False)
+        refused = plan.refused_rows(lowered, ops)
+        if refused is not None:  # a refused row's output is NaN, as the plan says
+            prediction = tf.where(refused, tf.constant(math.nan, prediction.dtype), prediction)
+        return {"prediction": prediction}
 
 
 def export(network: keras.Model, prep: features.Preprocessor, folder: str | os.PathLike[str]) -> None:
@@ -107,12 +127,7 @@ def load_signature(folder: str | os.PathLike[str]) -> Any:
 
 
 def feed(frame: Any, prep: features.Preprocessor) -> dict[str, tf.Tensor]:
-    """Raw records of a frame as the signature's keyword arguments."""
-    text = set(prep.string_inputs)
-    names = signature_names(prep.input_columns)
-    return {
-        names[c]: tf.constant(
-            frame[c].astype("str").to_numpy(dtype=object) if c in text else frame[c].to_numpy(np.float64)
-        )
-        for c in prep.input_columns
-    }
+    """Raw records of a frame as the signature's keyword arguments (nulls as the plan's sentinels)."""
+    inputs = features.plan_inputs(frame, features.plan_of(prep))
+    names = signature_names(list(inputs))
+    return {names[c]: tf.constant(values.reshape(-1)) for c, values in inputs.items()}

@@ -35,7 +35,7 @@ def gate_params(**overrides) -> GateParams:
 
 
 def test_gate_passes_a_model_that_beats_every_margin():
-    verdict = package.gate(EVALUATION, gate_params(), parity=1e-6)
+    verdict = package.gate(EVALUATION, gate_params(), parity={"onnx": 1e-6, "saved_model": 0.0})
     assert verdict["passed"] is True
     assert verdict["checks"]["rmse_improvement_over_linear"]["value"] == pytest.approx(1 - 0.42 / 0.52)
     assert package.failures(verdict) == []
@@ -43,21 +43,21 @@ def test_gate_passes_a_model_that_beats_every_margin():
 
 def test_gate_names_each_failed_check():
     params = gate_params(min_improvement={"linear": 0.3}, min={"r2": 0.95})
-    verdict = package.gate(EVALUATION, params, parity=1e-3)
+    verdict = package.gate(EVALUATION, params, parity={"onnx": 1e-6, "saved_model": 1e-3})
     assert verdict["passed"] is False
     failed = package.failures(verdict)
     assert failed == [
         "rmse_improvement_over_linear = 0.1923 < min 0.3",
         "r2 = 0.9 < min 0.95",
-        "parity_max_diff = 0.001 > max 1e-05",
+        "parity_max_diff_saved_model = 0.001 > max 1e-05",
     ]
 
 
 def test_gate_refuses_an_unknown_baseline_or_metric():
     with pytest.raises(PipelineError, match=r"package.gate.min_improvement.forest: no such baseline"):
-        package.gate(EVALUATION, gate_params(min_improvement={"forest": 0.1}), parity=0)
+        package.gate(EVALUATION, gate_params(min_improvement={"forest": 0.1}), parity={"onnx": 0.0})
     with pytest.raises(PipelineError, match=r"package.gate.max.rmsle: evaluate reports no such metric"):
-        package.gate(EVALUATION, gate_params(max={"rmsle": 1.0}), parity=0)
+        package.gate(EVALUATION, gate_params(max={"rmsle": 1.0}), parity={"onnx": 0.0})
 
 
 def test_input_schema_takes_ranges_from_the_contract_and_levels_from_training(built: Path, params):

@@ -152,9 +152,12 @@ def test_a_missing_field_and_a_non_object_are_named(predictor: Predictor, record
 
 
 def test_unknown_category_follows_the_bundle_policy(predictor: Predictor, record: dict):
-    # policy "ignore" for subject: an unseen level encodes as no level, like in training
+    # policy "ignore" for subject: an unseen level encodes as no level (every indicator 0), like in
+    # training, so any two unseen levels predict the same, and differently from a seen one
     assert predictor.metadata["inputs"]["subject"]["unknown"] == "ignore"
-    assert math.isfinite(predictor.predict_one({**record, "subject": "astronomy"}))
+    unseen = [predictor.predict_one({**record, "subject": level}) for level in ("astronomy", "zoology")]
+    assert unseen[0] == unseen[1]
+    assert unseen[0] != predictor.predict_one(record)
 
 
 def test_records_frames_and_single_records_agree(predictor: Predictor, test_frame: pd.DataFrame):

@@ -5,7 +5,7 @@ import pytest
 from mlpipe import registry
 from mlpipe.params import RegistryParams
 
-SETTINGS = RegistryParams(metric="model.rmse", lower_is_better=True, tolerance=0.02)
+SETTINGS = RegistryParams(metric="model.rmse", tolerance=0.02)
 
 
 def test_judge_allows_a_small_regression_within_tolerance():
@@ -16,7 +16,7 @@ def test_judge_allows_a_small_regression_within_tolerance():
 
 
 def test_judge_respects_the_direction_of_the_metric():
-    higher = SETTINGS.model_copy(update={"metric": "model.r2", "lower_is_better": False})
+    higher = SETTINGS.model_copy(update={"metric": "model.r2"})
     assert registry.judge(0.90, 0.80, higher).worse
     assert not registry.judge(0.80, 0.90, higher).worse
 
@@ -28,12 +28,23 @@ def test_metric_value_must_be_found_exactly_once():
         registry.metric_value(metrics, "model.mape", "v1")
 
 
-def test_the_gate_verdict_is_found_among_metrics_files():
-    verdict = {"passed": False, "checks.rmse.passed": False, "checks.rmse.value": 0.6}
-    metrics = {"metrics/evaluate.json": {"model.rmse": 0.6}, "metrics/package.json": verdict}
-    assert registry.gate_verdict(metrics) == verdict
-    assert registry.gate_verdict({"metrics/evaluate.json": {"model.rmse": 0.6}}) is None
+def test_the_gate_verdict_is_read_from_the_path_the_package_stage_declares():
+    dvc_yaml = (
+        "stages:\n  package:\n    cmd: x\n    metrics:\n"
+        "      - metrics/verdict.json:\n          cache: false\n"
+    )
+    assert registry.gate_path(dvc_yaml) == "metrics/verdict.json"
+    assert registry.gate_path(dvc_yaml, "pipelines/dropout") == "pipelines/dropout/metrics/verdict.json"
+    with pytest.raises(registry.RegistryError, match="pipelines/x/dvc.yaml has no package stage"):
+        registry.gate_path("stages:\n  train:\n    cmd: x\n", "pipelines/x")
+    with pytest.raises(registry.RegistryError, match="must declare one metrics file"):
+        registry.gate_path("stages:\n  package:\n    cmd: x\n")
     assert registry.flatten({"a": {"b": 1, "c": {"d": 2}}}) == {"a.b": 1, "a.c.d": 2}
+
+
+def test_a_metric_of_unknown_direction_is_refused_at_start_up():
+    with pytest.raises(ValueError, match="metric 'model.rmsle': unknown direction"):
+        RegistryParams(metric="model.rmsle", tolerance=0.02)
 
 
 def test_version_tags_follow_gto(params, tmp_path):
