@@ -80,6 +80,11 @@ class Predictor:
                     except PipelineError as exc:
                         self.load_error = str(exc)
                         raise
+                    except Exception as exc:  # consistently hashed but broken: a refusal, not a crash
+                        self.load_error = f"{self.folder}: cannot be loaded: {type(exc).__name__}: {exc}"[
+                            :500
+                        ]
+                        raise bundle.BundleError(self.load_error) from exc
         return self
 
     def _load(self, verified: bundle.Verified) -> None:

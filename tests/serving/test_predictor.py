@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 from pathlib import Path
@@ -210,3 +211,28 @@ def test_serving_imports_neither_tensorflow_nor_keras(built: Path, record: dict)
         [sys.executable, "-c", script, json.dumps(record)], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("model.onnx", b"not an onnx graph"),
+        ("metadata.json", b"{not json"),
+        ("metadata.json", b'{"format_version": 1}'),
+    ],
+)
+def test_a_broken_but_consistently_hashed_bundle_is_refused_with_a_reason(
+    bundle_copy: Path, name: str, content: bytes
+):
+    (bundle_copy / name).write_bytes(content)
+    if name != bundle.METADATA:  # forge the metadata's file list too, as an attacker would
+        meta = json.loads((bundle_copy / bundle.METADATA).read_text())
+        meta["files"][name] = bundle.sha256(content)
+        (bundle_copy / bundle.METADATA).write_text(json.dumps(meta))
+    hashes = bundle.file_hashes(bundle_copy)
+    (bundle_copy / bundle.CHECKSUMS).write_text(bundle.format_checksums(hashes), encoding="utf-8")
+    predictor = Predictor(bundle_copy)
+    with pytest.raises(BundleError) as caught:
+        predictor.load()
+    assert predictor.load_error == str(caught.value) and not predictor.ready
+    assert "cannot be loaded" in predictor.load_error or name in predictor.load_error
