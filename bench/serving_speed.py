@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "package"
@@ -211,15 +211,7 @@ def main() -> None:
     if not (BUNDLE / "metadata.json").exists():
         raise SystemExit("no bundle: run `make repro` first")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in ln
-        ),
-        platform.processor(),
-    )
-    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
+    print(describe())
     test = pd.read_parquet(ROOT / "data" / "processed" / "test.parquet")
     if "http" not in args.skip:
         http(test)

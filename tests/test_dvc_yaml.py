@@ -15,7 +15,8 @@ PACKAGE = ROOT / "src" / "mlpipe"
 
 def mlpipe_imports(module: str) -> set[str]:
     """The mlpipe modules ``module`` imports, directly or through other mlpipe modules, dotted
-    below ``mlpipe`` (``features``, ``serving.schema``)."""
+    below ``mlpipe`` (``features``, ``serving.schema``). A subpackage's ``__init__`` holds only its
+    docstring and is not counted."""
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -28,7 +29,11 @@ def mlpipe_imports(module: str) -> set[str]:
             if isinstance(node, ast.ImportFrom) and node.module == "mlpipe":
                 todo += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlpipe."):
-                todo.append(node.module.removeprefix("mlpipe."))
+                dotted = node.module.removeprefix("mlpipe.")
+                if (PACKAGE / dotted.replace(".", "/")).is_dir():  # a subpackage: its modules named
+                    todo += [f"{dotted}.{alias.name}" for alias in node.names]
+                else:
+                    todo.append(dotted)
             elif isinstance(node, ast.Import):
                 todo += [a.name.removeprefix("mlpipe.") for a in node.names if a.name.startswith("mlpipe.")]
     return seen

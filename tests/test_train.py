@@ -125,3 +125,72 @@ def test_the_output_layer_follows_the_task(params):
     assert binary.loss == "binary_crossentropy" and multi.loss == "sparse_categorical_crossentropy"
     x = np.zeros((3, 5), dtype=np.float32)
     np.testing.assert_allclose(predict(multi, x).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_workers_on_loopback_train_a_model_as_good_as_one_process(workdir):
+    """MultiWorkerMirroredStrategy: two `train` processes on 127.0.0.1, TF_CONFIG from the environment."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    single = workdir / "a" if (workdir / "a").exists() else run_train(workdir, "a")
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    workers = []
+    for index in range(2):
+        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        out = workdir / f"worker{index}"
+        command = [sys.executable, "-m", "mlpipe.train", "--params", str(workdir / "params.yaml")]
+        command += ["--splits", str(workdir / "splits"), "--preprocessor", str(workdir / "prep.json")]
+        command += ["--out", str(out / "model"), "--live", str(out / "live")]
+        workers.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True))
+    try:
+        logs = [w.communicate(timeout=300)[1] for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert [w.returncode for w in workers] == [0, 0], logs
+    assert "training as worker 0 of 2 workers" in logs[0]
+    assert not (workdir / "worker1").exists()  # only the chief writes
+    prep = features.Preprocessor.from_dict(io.read_json(workdir / "prep.json"))
+    test = io.read_parquet(workdir / "splits" / "test.parquet")
+    x, y = features.transform(test, prep), features.target(test, prep)
+    rmse = {
+        name: evaluate.regression_metrics(y, predict(load_model(folder / "model"), x))["rmse"]
+        for name, folder in (("single", single), ("distributed", workdir / "worker0"))
+    }
+    assert rmse["distributed"] == pytest.approx(rmse["single"], rel=0.1), rmse
+    summary = io.read_json(workdir / "worker0" / "live" / "metrics.json")
+    assert summary["epochs_run"] > summary["best_epoch"] >= 1
+    loss = (workdir / "worker0" / "live" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().split()
+    assert loss[:2] == ["step", "loss"] and len(loss) == 2 + 2 * summary["epochs_run"]
+
+
+def test_tf_config_is_read_and_checked():
+    from mlpipe.errors import PipelineError
+    from mlpipe.scale.multiworker import cluster
+
+    assert cluster({}) is None
+    assert (
+        cluster({"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}'})
+        is None
+    )
+    two = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
+    assert cluster({"TF_CONFIG": two}).chief is False
+    assert cluster({"TF_CONFIG": two.replace('"index": 1', '"index": 0')}).chief is True
+    chief = '{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}'
+    assert cluster({"TF_CONFIG": chief}).chief is False
+    assert cluster({"TF_CONFIG": chief.replace('"worker", "index"', '"chief", "index"')}).chief is True
+    with pytest.raises(PipelineError, match="must be JSON"):
+        cluster({"TF_CONFIG": "{not json"})
+    with pytest.raises(PipelineError, match="not a chief or worker"):
+        cluster({"TF_CONFIG": two.replace('"index": 1', '"index": 5')})

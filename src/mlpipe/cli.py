@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mlpipe.errors import PipelineError
 
@@ -20,6 +21,10 @@ from mlpipe.errors import PipelineError
 def _predict(args: argparse.Namespace) -> None:
     from mlpipe.batch import predict_file
     from mlpipe.predictor import Predictor
+
+    if args.scheduler or args.cluster:
+        _predict_on_cluster(args)
+        return
 
     predictor = Predictor(args.bundle, threads=args.threads).load()
     report = predict_file(
@@ -34,6 +39,42 @@ def _predict(args: argparse.Namespace) -> None:
         f" {predictor.version} in {report.seconds:.2f} s -> {args.output}",
         file=sys.stderr,
     )
+
+
+def _predict_on_cluster(args: argparse.Namespace) -> None:
+    from mlpipe.scale import dask_scoring
+
+    if args.scheduler and args.cluster:
+        raise PipelineError("give --scheduler or --cluster, not both")
+    if args.cluster and not (args.cluster == "local" or args.cluster.startswith("local:")):
+        raise PipelineError(f"--cluster {args.cluster!r}: use local or local:N")
+    parts = dask_scoring.input_parts(args.input)
+    with dask_scoring.connect(args.scheduler, args.cluster) as client:
+        reports, failed = dask_scoring.score_parts(
+            client,
+            args.bundle,
+            parts,
+            args.output,
+            args.format,
+            skip_invalid=args.skip_invalid,
+            chunk_rows=args.chunk_rows,
+            threads=args.threads or 1,
+        )
+    for report in reports:
+        for line in report.problems[:5]:
+            print(f"mlpipe: {Path(report.source).name}: skipped {line}", file=sys.stderr)
+    scored, skipped = sum(r.scored for r in reports), sum(r.skipped for r in reports)
+    workers = len({r.worker for r in reports})
+    print(
+        f"mlpipe: scored {scored} rows ({skipped} skipped) in {len(reports)} of {len(parts)} parts"
+        f" on {workers} workers -> {args.output}",
+        file=sys.stderr,
+    )
+    if failed:
+        raise PipelineError(
+            f"{len(failed)} of {len(parts)} parts failed (their outputs are not written): "
+            + "; ".join(f"{Path(part).name}: {error}" for part, error in failed[:5])
+        )
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -140,16 +181,31 @@ def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="mlpipe", description=__doc__.split("\n")[0])
     commands = main_parser.add_subparsers(dest="command", required=True)
 
-    predict = commands.add_parser("predict", help="score a CSV, Parquet or JSON-lines file")
-    predict.add_argument("input", help="input file: .csv, .parquet or .jsonl")
-    predict.add_argument("-o", "--output", required=True, help="output file: .csv, .parquet or .jsonl")
+    predict = commands.add_parser(
+        "predict",
+        help="score a CSV, Parquet or JSON-lines file (or, on a Dask cluster, a folder of them)",
+    )
+    predict.add_argument(
+        "input", help="input file: .csv, .parquet or .jsonl; with --scheduler/--cluster a folder or glob"
+    )
+    predict.add_argument(
+        "-o", "--output", required=True, help="output file; with --scheduler/--cluster a folder of parts"
+    )
     predict.add_argument("--bundle", default="models/package", help="bundle folder (default: %(default)s)")
     predict.add_argument("--skip-invalid", action="store_true", help="report bad rows and score the rest")
     predict.add_argument(
         "--chunk-rows", type=int, default=100_000, help="rows per chunk (default: %(default)s)"
     )
     predict.add_argument(
-        "--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)"
+        "--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores; 1 per Dask task)"
+    )
+    predict.add_argument("--scheduler", help="score on this Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    predict.add_argument("--cluster", help="score on a Dask cluster started here: local or local:N workers")
+    predict.add_argument(
+        "--format",
+        default="parquet",
+        choices=["csv", "jsonl", "parquet"],
+        help="output parts' format on a cluster (default: %(default)s)",
     )
     predict.set_defaults(run=_predict)
 

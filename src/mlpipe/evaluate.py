@@ -1,7 +1,8 @@
 """Stage ``evaluate``: score the model and three baselines on the held-out test split.
 
-Inputs: the ``train`` and ``test`` splits and the preprocessor from ``preprocess``; the model from
-``train``; optionally the data's noise floor (``simulate``'s metrics, regression on demo data).
+Inputs: the ``train`` and ``test`` feature matrices, the raw ``test`` records and the preprocessor
+from ``preprocess``; the model from ``train``; optionally the data's noise floor (``simulate``'s
+metrics, regression on demo data).
 Outputs: a metrics file, permutation feature importance, and plot data for ``dvc plots`` with the
 same plots as PNG images.
 Params: ``base.seed``, ``evaluate.*``; the task comes from the preprocessor.
@@ -12,6 +13,12 @@ Classification: accuracy, precision, recall and F1 (per class and weighted), ROC
 loss and Brier score for the model and for the majority class (class priors), a logistic
 regression and histogram gradient boosting; a confusion matrix, ROC, precision-recall and
 calibration curves. Baselines are fitted here, on the training split, with the model's features.
+
+Bounded at any size: the model and the baselines are scored on the whole test split, streamed
+from its memory-mapped matrix; the baselines are fitted on a seeded sample of the training split
+(``evaluate.baseline_rows``), permutation importance shuffles a seeded sample of test records
+(``evaluate.importance_rows``) and the plots draw a seeded sample (``evaluate.plot_rows``). The
+metrics file says how many rows each figure used (``rows``).
 """
 
 from __future__ import annotations
@@ -155,6 +162,19 @@ def fit_baselines(
         return estimator.predict_proba
 
     return {name: output_of(est.fit(x_train, y_train)) for name, est in estimators.items()}
+
+
+def sample(n: int, size: int, seed: int, salt: int) -> np.ndarray:
+    """A seeded sample of ``size`` row positions out of ``n``, sorted (all of them if ``n <= size``)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 40, salt]).choice(n, size=size, replace=False))
+
+
+def in_batches(predict: Predict, x: np.ndarray, batch_rows: int | None = None) -> np.ndarray:
+    """``predict`` over ``x`` in batches (a memory map is read a batch at a time)."""
+    step = batch_rows or io.BATCH_ROWS
+    return np.concatenate([predict(np.asarray(x[i : i + step])) for i in range(0, len(x), step)])
 
 
 def score(
@@ -314,7 +334,7 @@ def write_classification_plots(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlpipe.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
-    parser.add_argument("--splits", required=True, help="folder with train/test Parquet files")
+    parser.add_argument("--splits", required=True, help="preprocess's folder of splits")
     parser.add_argument("--preprocessor", required=True, help="fitted preprocessor JSON")
     parser.add_argument("--model", required=True, help="model folder from train")
     parser.add_argument("--noise-floor", help="metrics JSON with noise_floor_rmse (demo regression only)")
@@ -327,20 +347,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     params, seed = all_params.evaluate, all_params.base.seed
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
     task = prep.task
-    train_frame = io.read_parquet(Path(args.splits, "train.parquet"))
-    test_frame = io.read_parquet(Path(args.splits, "test.parquet"))
-    (x_train, y_train), (x_test, y_test) = (features.matrices(f, prep) for f in (train_frame, test_frame))
+    x_train, y_train = io.load_split(args.splits, "train")
+    x_test, y_test_map = io.load_split(args.splits, "test")
+    y_test = np.asarray(y_test_map)
 
     from mlpipe.model import load_model, predict
 
     network = load_model(args.model)
-    output = predict(network, x_test)
-    baselines = fit_baselines(x_train, y_train, params, seed, task)
+    output = predict(network, x_test)  # in batches from the memory map
+    fit_rows = sample(len(x_train), params.baseline_rows, seed, 1)
+    x_fit, y_fit = np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows])
+    baselines = fit_baselines(x_fit, y_fit, params, seed, task)
     metrics: dict[str, Any] = {
         "test_rows": len(y_test),
+        "rows": {
+            "model": len(y_test),
+            "baselines_fit": len(fit_rows),
+            "baselines_scored": len(y_test),
+            "importance": min(len(y_test), params.importance_rows),
+            "plots": min(len(y_test), params.plot_rows),
+        },
         "model": score(task, y_test, output, prep, params.threshold),
         "baselines": {
-            name: score(task, y_test, b(x_test), prep, params.threshold) for name, b in baselines.items()
+            name: score(task, y_test, in_batches(b, x_test), prep, params.threshold)
+            for name, b in baselines.items()
         },
     }
     loss = importance_metric(task)
@@ -352,19 +382,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         for scores in (metrics["model"], *metrics["baselines"].values()):
             scores["rmse_over_noise_floor"] = scores["rmse"] / floor
 
+    shuffled = sample(len(y_test), params.importance_rows, seed, 2)
     importance = permutation_importance(
         RawModel(prep, lambda x: predict(network, x)),
-        test_frame,
-        y_test,
+        io.take_parquet(Path(args.splits, "test.parquet"), shuffled, prep.input_columns),
+        y_test[shuffled],
         params.permutation_repeats,
         seed,
         params.threshold,
     )
+    drawn = sample(len(y_test), params.plot_rows, seed, 3)
     with io.atomic_path(args.plots, directory=True) as tmp:
         if task == "regression":
-            write_plots(tmp, y_test.astype(np.float64), output.astype(np.float64))
+            write_plots(tmp, y_test[drawn].astype(np.float64), output[drawn].astype(np.float64))
         else:
-            write_classification_plots(tmp, y_test, output, list(prep.classes or ()), params.threshold)
+            write_classification_plots(
+                tmp, y_test[drawn], output[drawn], list(prep.classes or ()), params.threshold
+            )
     io.write_json(args.importance, importance)
     io.write_json(args.metrics, metrics)
     log.info(

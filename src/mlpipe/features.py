@@ -1,10 +1,11 @@
 """The fitted preprocessing: raw records in, a float32 feature matrix out.
 
 One code path from training to serving (house style, point 8): ``preprocess`` fits a
-:class:`Preprocessor` on the training split and saves it as plain JSON (no pickle, nothing that runs
-on load). :func:`plan_of` turns it into the feature plan (:mod:`mlpipe.plan`), which numpy
-(:func:`transform`, here: ``train`` and ``evaluate``), ONNX and TensorFlow (the bundle) compile with
-the same walk. Which columns are numeric, categorical, cyclical or derived comes from params.
+:class:`Preprocessor` on the training split (:mod:`mlpipe.fitting`) and saves it as plain JSON (no
+pickle, nothing that runs on load). :func:`plan_of` turns it into the feature plan
+(:mod:`mlpipe.plan`), which numpy (:func:`transform`: ``preprocess`` writes the split matrices with
+it), ONNX and TensorFlow (the bundle) compile with the same walk.
+Which columns are numeric, categorical, cyclical or derived comes from params.
 
 Feature order: scaled numeric columns, scaled derived columns, the sin/cos pair of each cyclical
 column, then one indicator per category level of each categorical column.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import ast
 import functools
 import operator
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,7 +25,6 @@ import pandas as pd
 
 from mlpipe import plan
 from mlpipe.errors import PipelineError
-from mlpipe.params import PreprocessParams
 
 FORMAT_VERSION = 1
 
@@ -180,40 +180,7 @@ def numeric_sources(numeric: list[str], derived: dict[str, str]) -> list[str]:
     return list(dict.fromkeys([*numeric, *(c for n, t in derived.items() for c in expression_columns(n, t))]))
 
 
-def check_roles(columns: list[str], params: PreprocessParams) -> None:
-    """Check that every column a role names exists in the table and derived formulas are valid.
-
-    Raises:
-        PipelineError: naming the params key and the missing column.
-    """
-    present = set(columns)
-    roles = {
-        "target": [params.target],
-        "group": [params.group],
-        "ids": params.ids,
-        "numeric": params.numeric,
-        "categorical": params.categorical,
-        "cyclical": list(params.cyclical),
-    }
-    for role, names in roles.items():
-        for name in names:
-            if name not in present:
-                raise PipelineError(
-                    f"preprocess.{role}: column {name!r} is not in the data (columns: {', '.join(columns)})"
-                )
-    for name, text in params.derived.items():
-        if name in present:
-            raise PipelineError(f"preprocess.derived.{name}: a column of that name already exists")
-        if not expression_columns(name, text):
-            raise PipelineError(
-                f"preprocess.derived.{name}: {text!r} reads no column (a constant is no feature)"
-            )
-        for column in expression_columns(name, text):
-            if column not in present:
-                raise PipelineError(f"preprocess.derived.{name}: column {column!r} is not in the data")
-
-
-def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
+def numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
     """A column as float64 (missing: NaN), parsed if it is text.
 
     Raises:
@@ -225,155 +192,10 @@ def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
         raise PipelineError(f"column {name!r} must be numeric") from None
 
 
-def _texts(frame: pd.DataFrame, name: str) -> np.ndarray:
+def texts(frame: pd.DataFrame, name: str) -> np.ndarray:
     """A column as Python strings, a missing entry as :data:`mlpipe.plan.MISSING_TEXT`."""
     column = frame[name]
     return column.astype("object").where(column.notna(), plan.MISSING_TEXT).astype("str").to_numpy(object)
-
-
-def _fit_values(frame: pd.DataFrame, params: PreprocessParams, fill: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The numeric columns, then each derived feature, filled, before scaling (what scaling is fitted on).
-
-    Raises:
-        PipelineError: naming the column or feature, for a missing or non-finite value left.
-    """
-    sources = {}
-    for name in numeric_sources(params.numeric, params.derived):
-        values = _numbers(frame, name)
-        sources[name] = np.where(np.isnan(values), fill[name], values) if name in fill else values
-    values = {name: sources[name] for name in params.numeric}
-    for name, text in params.derived.items():
-        values[name] = evaluate_expression(name, text, sources)
-    for name, array in values.items():
-        bad = np.flatnonzero(~np.isfinite(array))
-        if len(bad):
-            subject = (
-                f"derived feature {name!r} = {params.derived[name]}"
-                if name in params.derived
-                else (f"column {name!r}")
-            )
-            raise PipelineError(
-                f"{subject} has {len(bad)} missing or non-finite values in the training split"
-                f" (first at row {bad[0]})"
-            )
-    return values
-
-
-def fill_values(
-    frame: pd.DataFrame, params: PreprocessParams, nullable: Collection[str] | None = None
-) -> dict[str, Any]:
-    """What each raw input column's missing entries become, from the training split.
-
-    Numeric columns (and those derived formulas read) take the median or mean; categorical and
-    cyclical columns the most frequent level. A strategy of ``none`` fills nothing, and neither does
-    a column outside ``nullable`` (the data contract's nullable columns; None: every column): its
-    missing values are refused, in training and at serving alike.
-    """
-    fill: dict[str, Any] = {}
-    may_be_null = (lambda name: True) if nullable is None else set(nullable).__contains__
-    if params.impute.numeric != "none":
-        for name in numeric_sources(params.numeric, params.derived):
-            values = pd.to_numeric(frame[name], errors="coerce").dropna()
-            if len(values) and may_be_null(name):
-                fill[name] = float(values.median() if params.impute.numeric == "median" else values.mean())
-    if params.impute.categorical != "none":
-        for name in [*params.categorical, *params.cyclical]:
-            texts = pd.Series(_texts(frame, name))
-            counts = texts[texts != plan.MISSING_TEXT].value_counts(sort=False)
-            if len(counts) and may_be_null(name):
-                fill[name] = str(counts.sort_index().idxmax())  # ties: the first level in sorted order
-    return fill
-
-
-def classes_of(frame: pd.DataFrame, params: PreprocessParams) -> list[Any] | None:
-    """The target's classes for classification (binary: negative first, positive last), else None.
-
-    Raises:
-        PipelineError: for a target with missing values, one class, or a class count the task
-            does not allow, before any training starts.
-    """
-    if params.task == "regression":
-        return None
-    labels = frame[params.target]
-    if labels.isna().any():
-        raise PipelineError(f"target {params.target!r} has missing values in the training split")
-    classes = sorted(labels.unique().tolist(), key=lambda v: (str(type(v)), v))
-    if len(classes) < 2:
-        raise PipelineError(f"target {params.target!r} has one class ({classes[0]!r}) in the training split")
-    if params.task == "binary" and len(classes) != 2:
-        raise PipelineError(f"task binary needs 2 classes in {params.target!r}, found {len(classes)}")
-    if params.task == "binary" and params.positive_class is not None:
-        if params.positive_class not in classes:
-            raise PipelineError(
-                f"preprocess.positive_class {params.positive_class!r} is not a class of the target"
-            )
-        classes = [c for c in classes if c != params.positive_class] + [params.positive_class]
-    return classes
-
-
-def fit(
-    frame: pd.DataFrame, params: PreprocessParams, nullable: Collection[str] | None = None
-) -> Preprocessor:
-    """Learn fill values, scaling statistics, category levels and classes from the training split.
-
-    Args:
-        frame: The training split.
-        params: Column roles, formulas, imputation and policies.
-        nullable: The columns the data contract lets be null (None: every column); only those get
-            a fill value.
-
-    Raises:
-        PipelineError: if a declared column is missing, non-numeric where numeric is needed, empty,
-            a categorical has more than ``max_levels`` levels, or the target does not fit the task.
-    """
-    check_roles(list(frame.columns), params)
-    if frame.empty:
-        raise PipelineError("the training split is empty")
-    classes = classes_of(frame, params)
-    fill = fill_values(frame, params, nullable)
-    values = _fit_values(frame, params, fill)
-    mean = {name: float(np.mean(v)) for name, v in values.items()}
-    scale = {name: float(np.std(v)) or 1.0 for name, v in values.items()}
-    texts = {name: _texts(frame, name) for name in [*params.categorical, *params.cyclical]}
-    for name, array in texts.items():
-        array = np.where(array == plan.MISSING_TEXT, fill.get(name, plan.MISSING_TEXT), array)
-        missing = np.flatnonzero(array == plan.MISSING_TEXT)
-        if len(missing):
-            raise PipelineError(
-                f"column {name!r} has {len(missing)} missing values in the training split"
-                f" (first at row {missing[0]})"
-            )
-        texts[name] = array
-    categories = {}
-    for name in params.categorical:
-        levels = sorted(set(texts[name].tolist()))
-        if not levels:
-            raise PipelineError(f"categorical column {name!r} has no values in the training split")
-        if len(levels) > params.max_levels:
-            raise PipelineError(
-                f"preprocess.categorical: column {name!r} has {len(levels)} levels in the training split"
-                f" (max_levels {params.max_levels}); an id belongs in preprocess.ids"
-            )
-        categories[name] = levels
-    cyclical = {}
-    for name, spec in params.cyclical.items():
-        unknown = sorted(set(texts[name].tolist()) - set(spec.values))
-        if unknown:
-            raise PipelineError(f"preprocess.cyclical.{name}.values has no position for {unknown[0]!r}")
-        cyclical[name] = {"period": spec.period, "values": dict(spec.values)}
-    return Preprocessor(
-        target=params.target,
-        numeric=list(params.numeric),
-        derived=dict(params.derived),
-        mean=mean,
-        scale=scale,
-        cyclical=cyclical,
-        categories=categories,
-        unknown_category=params.unknown_category,
-        task=params.task,
-        classes=classes,
-        fill=fill,
-    )
 
 
 def plan_of(prep: Preprocessor) -> plan.Plan:
@@ -442,7 +264,7 @@ def plan_inputs(frame: pd.DataFrame, feature_plan: plan.Plan) -> dict[str, np.nd
     missing = [i.name for i in feature_plan.inputs if i.name not in frame.columns]
     if missing:
         raise PipelineError(f"column {missing[0]!r} is missing")
-    read = {plan.NUMBER: _numbers, plan.TEXT: _texts}
+    read = {plan.NUMBER: numbers, plan.TEXT: texts}
     return {i.name: read[i.kind](frame, i.name).reshape(-1, 1) for i in feature_plan.inputs}
 
 
@@ -453,37 +275,45 @@ def lower(frame: pd.DataFrame, prep: Preprocessor) -> plan.Lowered:
         return plan.lower(feature_plan, NumpyOps(), plan_inputs(frame, feature_plan), fold_expression)
 
 
-def refusal_problems(lowered: plan.Lowered, frame: pd.DataFrame, prep: Preprocessor) -> list[tuple[int, str]]:
-    """``(first row, message)`` for each column or feature the plan refused rows of, in plan order."""
+def refusal_problems(
+    lowered: plan.Lowered, frame: pd.DataFrame, prep: Preprocessor, offset: int = 0
+) -> list[tuple[int, str]]:
+    """``(first row, message)`` for each column or feature the plan refused rows of, in plan order.
+
+    Rows are counted from ``offset`` (the frame's first row in its file, for a streamed batch).
+    """
     problems = []
     for refusal in lowered.refusals:
         for j, column in enumerate(refusal.columns):
             rows = np.flatnonzero(refusal.rows[:, j])
             if len(rows):
-                problems.append((int(rows[0]), _refusal_message(refusal.reason, column, rows, frame, prep)))
+                message = _refusal_message(refusal.reason, column, rows, frame, prep, offset)
+                problems.append((offset + int(rows[0]), message))
     return problems
 
 
 def _refusal_message(
-    reason: str, column: str, rows: np.ndarray, frame: pd.DataFrame, prep: Preprocessor
+    reason: str, column: str, rows: np.ndarray, frame: pd.DataFrame, prep: Preprocessor, offset: int
 ) -> str:
     first = int(rows[0])
     if column in prep.derived:
         formula = prep.derived[column]
         return (
             f"derived feature {column!r} = {formula} has {len(rows)} missing or non-finite values"
-            f" (first at row {first})"
+            f" (first at row {offset + first})"
         )
     value = frame[column].iloc[first]
     if reason == "unknown level" and not (pd.isna(value) or value == plan.MISSING_TEXT):
         kind = "level" if column in prep.cyclical else "category"
-        return f"column {column!r} has unknown {kind} {value!r} at row {first}"
+        return f"column {column!r} has unknown {kind} {value!r} at row {offset + first}"
     what = "non-finite" if reason == "not finite" and not pd.isna(value) else "missing"
-    return f"column {column!r} has {len(rows)} {what} values (first at row {first})"
+    return f"column {column!r} has {len(rows)} {what} values (first at row {offset + first})"
 
 
-def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
+def transform(frame: pd.DataFrame, prep: Preprocessor, offset: int = 0) -> np.ndarray:
     """Apply a fitted preprocessor to raw records (the feature plan, with numpy).
+
+    ``offset`` is the frame's first row in its file: errors count rows from it.
 
     Returns:
         A float32 matrix with one row per record and ``len(prep.feature_names)`` columns.
@@ -495,14 +325,16 @@ def transform(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
             ``"error"``), with the first row.
     """
     lowered = lower(frame, prep)
-    problems = refusal_problems(lowered, frame, prep)
+    problems = refusal_problems(lowered, frame, prep, offset)
     if problems:
         raise PipelineError(problems[0][1])
     return lowered.features
 
 
-def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
+def target(frame: pd.DataFrame, prep: Preprocessor, offset: int = 0) -> np.ndarray:
     """The target: float32 values for regression, int32 class indices for classification.
+
+    ``offset`` is the frame's first row in its file: errors count rows from it.
 
     Raises:
         PipelineError: if it is missing, has missing values, or holds a class unseen in training.
@@ -510,11 +342,12 @@ def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
     if prep.target not in frame.columns:
         raise PipelineError(f"target column {prep.target!r} is missing")
     if prep.classes is None:
-        values = _numbers(frame, prep.target)
+        values = numbers(frame, prep.target)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             raise PipelineError(
-                f"column {prep.target!r} has {len(bad)} missing or non-finite values (first at row {bad[0]})"
+                f"column {prep.target!r} has {len(bad)} missing or non-finite values"
+                f" (first at row {offset + bad[0]})"
             )
         return values.astype(np.float32)
     labels = frame[prep.target]
@@ -522,7 +355,7 @@ def target(frame: pd.DataFrame, prep: Preprocessor) -> np.ndarray:
     unknown = np.flatnonzero(codes.isna().to_numpy())
     if len(unknown):
         raise PipelineError(
-            f"target {prep.target!r} has class {labels.iloc[unknown[0]]!r} at row {unknown[0]},"
+            f"target {prep.target!r} has class {labels.iloc[unknown[0]]!r} at row {offset + unknown[0]},"
             f" not seen in training (classes: {', '.join(map(str, prep.classes))})"
         )
     return codes.to_numpy(dtype=np.int32)

@@ -12,11 +12,16 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+# Rows per streamed batch: large enough that per-batch overhead vanishes, small enough that a
+# batch of a wide table stays in tens of MiB. Every stage that streams reads this value.
+BATCH_ROWS = 131_072
 
 
 @contextlib.contextmanager
@@ -104,3 +109,95 @@ def parquet_rows(path: str | os.PathLike[str]) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def iter_parquet(
+    path: str | os.PathLike[str], columns: Sequence[str] | None = None, batch_rows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """Stream a Parquet file as frames of at most ``batch_rows`` rows (default :data:`BATCH_ROWS`).
+
+    An empty file yields one empty frame with its columns, so a consumer always sees the schema.
+    """
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    empty = True
+    for batch in source.iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=columns):
+        empty = False
+        yield batch.to_pandas()
+    if empty:
+        yield source.schema_arrow.empty_table().select(columns or source.schema_arrow.names).to_pandas()
+
+
+def read_columns(path: str | os.PathLike[str], columns: Sequence[str]) -> pd.DataFrame:
+    """Only the named columns of a Parquet file (what an exact median or a split needs)."""
+    return pd.read_parquet(path, engine="pyarrow", columns=list(columns))
+
+
+class ParquetSink:
+    """Append frames to one Parquet file (inside an atomic path), in the given or the first frame's schema."""
+
+    def __init__(self, path: str | os.PathLike[str], schema: Any = None) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._writer: Any = None
+        self._schema: Any = schema
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False, schema=self._schema)
+        if self._writer is None:
+            self._schema = self._schema or table.schema
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def close(self, empty: pd.DataFrame | None = None) -> None:
+        """Finish the file; with no frame written, write ``empty`` (a frame with the columns)."""
+        if self._writer is None:
+            if empty is None:
+                raise ValueError(f"nothing was written to {self.path} and no empty frame was given")
+            self.write(empty.iloc[:0])
+        self._writer.close()
+
+
+def open_matrix(path: str | os.PathLike[str], rows: int, width: int | None, dtype: Any) -> np.ndarray:
+    """A new ``.npy`` file of the given shape, memory-mapped for writing in row slices.
+
+    ``width`` None makes a vector. The file is plain ``.npy`` (no pickled objects), read back with
+    :func:`load_matrix`.
+    """
+    shape = (rows,) if width is None else (rows, width)
+    return np.lib.format.open_memmap(Path(path), mode="w+", dtype=dtype, shape=shape)
+
+
+def load_matrix(path: str | os.PathLike[str]) -> np.ndarray:
+    """A ``.npy`` file written by :func:`open_matrix`, memory-mapped read-only (never unpickled)."""
+    return np.load(Path(path), mmap_mode="r", allow_pickle=False)
+
+
+def matrix_paths(folder: str | os.PathLike[str], split: str) -> tuple[Path, Path]:
+    """Where ``preprocess`` writes a split's feature matrix and target vector (``.npy``)."""
+    return Path(folder, f"{split}.features.npy"), Path(folder, f"{split}.target.npy")
+
+
+def load_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's features ``[N, F]`` (float32) and target ``[N]``, memory-mapped read-only."""
+    x_path, y_path = matrix_paths(folder, split)
+    return load_matrix(x_path), load_matrix(y_path)
+
+
+def take_parquet(
+    path: str | os.PathLike[str], rows: np.ndarray, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Rows at the given sorted, unique positions of a Parquet file, read in batches (bounded memory)."""
+    parts, offset = [], 0
+    for batch in iter_parquet(path, columns):
+        inside = rows[(rows >= offset) & (rows < offset + len(batch))] - offset
+        if len(inside):
+            parts.append(batch.iloc[inside])
+        offset += len(batch)
+    first = parts or [batch.iloc[:0]]
+    return pd.concat(first, ignore_index=True)

@@ -181,6 +181,7 @@ class TrainParams(_Section):
     learning_rate: float
     weight_decay: float
     batch_size: int
+    epoch_rows: int
     epochs: int
     patience: int
     lr_factor: float
@@ -209,6 +210,8 @@ class TrainParams(_Section):
             raise ValueError("lr_factor must be in (0, 1)")
         if self.batch_size < 1 or self.epochs < 1 or self.patience < 1 or self.lr_patience < 1:
             raise ValueError("batch_size, epochs, patience and lr_patience must be at least 1")
+        if self.epoch_rows < self.batch_size:
+            raise ValueError(f"epoch_rows ({self.epoch_rows}) must be at least batch_size")
         return self
 
 
@@ -227,8 +230,11 @@ class EvaluateParams(_Section):
     hgb: HistGradientBoostingParams
     permutation_repeats: int
     threshold: Fraction
+    baseline_rows: int
+    importance_rows: int
+    plot_rows: int
 
-    @field_validator("permutation_repeats")
+    @field_validator("permutation_repeats", "baseline_rows", "importance_rows", "plot_rows")
     @classmethod
     def _repeats(cls, value: int) -> int:
         if value < 1:

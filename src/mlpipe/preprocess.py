@@ -1,26 +1,32 @@
-"""Stage ``preprocess``: split by group, then fit the preprocessing on the training split only.
+"""Stage ``preprocess``: split by group, fit the preprocessing on the training split, transform once.
 
 Inputs: the validated table from ``validate``.
-Outputs: a folder with ``train``, ``val`` and ``test`` Parquet files (raw records, split so that no
-group, e.g. no student, is in two splits), the fitted preprocessor as JSON, and split metrics.
+Outputs: one folder (``--out``) holding, for each of ``train``, ``val`` and
+``test``: the raw records (``<split>.parquet``, split so that no group, e.g. no student, is in two
+splits), the feature matrix (``<split>.features.npy``, float32) and the target
+(``<split>.target.npy``); beside it the fitted preprocessor as JSON, and split metrics.
 Params: ``base.seed``, ``preprocess.*`` (column roles, derived formulas, split shares, policy), and
 ``validate.columns`` (which columns may be null, and so get a fill value).
 
-The splits stay raw: every later consumer applies the one fitted :class:`~mlpipe.features.Preprocessor`
-with :func:`mlpipe.features.transform`, exactly as the packaged model will.
+Streams: the split reads only the group column whole; every other pass reads bounded batches
+(:data:`mlpipe.io.BATCH_ROWS`), so memory is flat in the number of rows. The features are computed
+here once, with the one fitted :class:`~mlpipe.features.Preprocessor`; ``train``, ``evaluate`` and
+``package`` read the matrices memory-mapped instead of transforming again. The raw splits stay for
+what needs records: permutation importance and the bundle's parity check.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlpipe import features, io
+from mlpipe import features, fitting, io
 from mlpipe.errors import PipelineError
 from mlpipe.params import load_params
 from mlpipe.stage import run
@@ -30,73 +36,153 @@ log = logging.getLogger("mlpipe.preprocess")
 SPLITS = ("train", "val", "test")
 
 
+def assign_groups(
+    groups: pd.Series, group: str, val_share: float, test_share: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Assign whole groups to train/val/test at random, by share of groups; each split gets one or more.
+
+    Args:
+        groups: The group column (every row's value; missing values are in no split).
+
+    Raises:
+        PipelineError: if there are fewer than three groups.
+    """
+    values = np.sort(groups.dropna().unique())
+    if len(values) < 3:
+        raise PipelineError(f"need at least 3 distinct values of {group!r} to split, found {len(values)}")
+    shuffled = np.random.default_rng([seed, 10]).permutation(values)
+    n_test = max(1, round(test_share * len(values)))
+    n_val = max(1, round(val_share * len(values)))
+    n_val = min(n_val, len(values) - n_test - 1)
+    return {
+        "test": shuffled[:n_test],
+        "val": shuffled[n_test : n_test + n_val],
+        "train": shuffled[n_test + n_val :],
+    }
+
+
 def split_by_group(
     frame: pd.DataFrame, group: str, val_share: float, test_share: float, seed: int
 ) -> dict[str, pd.DataFrame]:
-    """Assign whole groups to train/val/test at random, by share of groups.
-
-    Each split gets at least one group; rows keep their original order within a split.
+    """A frame's rows by split (see :func:`assign_groups`); rows keep their order within a split.
 
     Raises:
         PipelineError: if the group column is missing or there are fewer than three groups.
     """
     if group not in frame.columns:
         raise PipelineError(f"preprocess.group: column {group!r} is not in the data")
-    groups = np.sort(frame[group].dropna().unique())
-    if len(groups) < 3:
-        raise PipelineError(f"need at least 3 distinct values of {group!r} to split, found {len(groups)}")
-    shuffled = np.random.default_rng([seed, 10]).permutation(groups)
-    n_test = max(1, round(test_share * len(groups)))
-    n_val = max(1, round(val_share * len(groups)))
-    n_val = min(n_val, len(groups) - n_test - 1)
-    assignment = {
-        "test": shuffled[:n_test],
-        "val": shuffled[n_test : n_test + n_val],
-        "train": shuffled[n_test + n_val :],
-    }
+    assignment = assign_groups(frame[group], group, val_share, test_share, seed)
     return {name: frame[frame[group].isin(assignment[name])].reset_index(drop=True) for name in SPLITS}
+
+
+def write_splits(source: Path, group: str, assignment: dict[str, np.ndarray], folder: Path) -> dict[str, int]:
+    """Stream the table's rows into ``<split>.parquet`` files by group, keeping its schema and row order.
+
+    Returns:
+        The rows per split.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(source)
+    kind = table.schema_arrow.field(group).type
+    members = {name: pa.array(assignment[name].tolist(), type=kind) for name in SPLITS}
+    rows = dict.fromkeys(SPLITS, 0)
+    writers = {
+        name: pq.ParquetWriter(folder / f"{name}.parquet", table.schema_arrow, compression="zstd")
+        for name in SPLITS
+    }
+    try:
+        for batch in table.iter_batches(batch_size=io.BATCH_ROWS):
+            for name in SPLITS:
+                part = batch.filter(pc.is_in(batch.column(group), value_set=members[name]))
+                if part.num_rows:
+                    writers[name].write_batch(part)
+                    rows[name] += part.num_rows
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return rows
+
+
+def write_matrices(
+    batches: Iterator[pd.DataFrame], prep: features.Preprocessor, x: np.ndarray, y: np.ndarray
+) -> dict[str, int]:
+    """Transform a split batch by batch into ``x`` and ``y`` (memory maps of the split's size).
+
+    Returns:
+        Missing values per input column (imputation, reported).
+
+    Raises:
+        PipelineError: naming the column and the row within the split, for anything the
+            preprocessor refuses.
+    """
+    offset = 0
+    missing = dict.fromkeys(prep.input_columns, 0)
+    for batch in batches:
+        end = offset + len(batch)
+        x[offset:end] = features.transform(batch, prep, offset)
+        y[offset:end] = features.target(batch, prep, offset)
+        for column in prep.input_columns:
+            missing[column] += int(batch[column].isna().sum())
+        offset = end
+    return missing
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlpipe.preprocess", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
     parser.add_argument("--data", required=True, help="validated table (Parquet)")
-    parser.add_argument("--out", required=True, help="folder for train/val/test Parquet files")
+    parser.add_argument("--out", required=True, help="folder for the splits and their matrices")
     parser.add_argument("--preprocessor", required=True, help="fitted preprocessor JSON to write")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     args = parser.parse_args(argv)
 
     all_params = load_params(args.params)
     params = all_params.preprocess
-    frame = io.read_parquet(args.data)
-    splits = split_by_group(frame, params.group, params.val_share, params.test_share, all_params.base.seed)
+    table = fitting.ParquetTable(args.data)
+    if params.group not in table.columns:
+        raise PipelineError(f"preprocess.group: column {params.group!r} is not in the data")
+    fitting.check_roles(table.columns, params)
+    assignment = assign_groups(
+        io.read_columns(args.data, [params.group])[params.group],
+        params.group,
+        params.val_share,
+        params.test_share,
+        all_params.base.seed,
+    )
     # Only columns the data contract lets be null get a fill; a null anywhere else is refused.
     nullable = [name for name, rule in all_params.validate.columns.items() if rule.nullable]
-    prep = features.fit(splits["train"], params, nullable)
-    for name in SPLITS:  # fail now, not in train, if a split cannot be transformed
-        features.matrices(splits[name], prep)
-
     with io.atomic_path(args.out, directory=True) as tmp:
+        rows = write_splits(Path(args.data), params.group, assignment, tmp)
+        prep = fitting.fit(fitting.ParquetTable(tmp / "train.parquet"), params, nullable)
+        missing = {}
         for name in SPLITS:
-            io.write_parquet(Path(tmp) / f"{name}.parquet", splits[name])
+            x_path, y_path = io.matrix_paths(tmp, name)
+            x = io.open_matrix(x_path, rows[name], len(prep.feature_names), np.float32)
+            y = io.open_matrix(y_path, rows[name], None, np.float32 if prep.classes is None else np.int32)
+            try:
+                missing[name] = write_matrices(io.iter_parquet(tmp / f"{name}.parquet"), prep, x, y)
+            except PipelineError as exc:
+                raise PipelineError(f"{name} split: {exc}") from None
+            x.flush()
+            y.flush()
+            del x, y
+        labels = io.load_matrix(io.matrix_paths(tmp, "train")[1])
+        class_counts = np.bincount(labels, minlength=len(prep.classes)) if prep.classes else None
     io.write_json(args.preprocessor, prep.to_dict(), sort_keys=False)  # order = feature order
-    metrics = {
-        name: {"rows": len(splits[name]), "groups": int(splits[name][params.group].nunique())}
-        for name in SPLITS
-    }
+    metrics: dict[str, Any] = {name: {"rows": rows[name], "groups": len(assignment[name])} for name in SPLITS}
     metrics["n_features"] = len(prep.feature_names)
     # Imputation, reported: missing values per input column and split, and what they became.
     metrics["missing"] = {
-        column: {name: int(splits[name][column].isna().sum()) for name in SPLITS}
+        column: {name: missing[name][column] for name in SPLITS}
         for column in prep.input_columns
-        if any(splits[name][column].isna().any() for name in SPLITS)
+        if any(missing[name][column] for name in SPLITS)
     }
     metrics["fill"] = {c: prep.fill[c] for c in metrics["missing"] if c in prep.fill}
-    if prep.classes is not None:
-        metrics["classes"] = {
-            str(c): int((features.target(splits["train"], prep) == i).sum())
-            for i, c in enumerate(prep.classes)
-        }
+    if class_counts is not None:
+        metrics["classes"] = {str(c): int(n) for c, n in zip(prep.classes, class_counts, strict=True)}
     io.write_json(args.metrics, metrics)
     log.info(
         "split %s rows; %d features",

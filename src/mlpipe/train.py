@@ -1,10 +1,16 @@
 """Stage ``train``: fit the Keras network on the training split, early-stopped on validation.
 
-Inputs: the ``train`` and ``val`` splits and the fitted preprocessor from ``preprocess``.
+Inputs: the ``train`` and ``val`` feature matrices and the fitted preprocessor from ``preprocess``,
+read memory-mapped and streamed through ``tf.data`` (:mod:`mlpipe.feed`), so memory does not grow
+with the number of rows.
 Outputs: the model folder (architecture JSON + ``.weights.h5``) and a DVCLive folder with the
 per-epoch metrics (shown by ``dvc plots``) and their summary (shown by ``dvc metrics``).
 Params: ``base.seed``, ``train.*``; the task (output layer and loss) and the classes come from
 the preprocessor.
+
+An epoch is one pass over the training split, or ``train.epoch_rows`` rows where the split is
+larger: early stopping and the learning-rate schedule then act at that interval, not once per
+million rows.
 
 Deterministic: the seed fixes weight initialisation, dropout and shuffling, and TensorFlow's op
 determinism is on, so the same inputs give the same weights byte for byte.
@@ -13,9 +19,11 @@ determinism is on, so the same inputs give the same weights byte for byte.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-from collections.abc import Sequence
-from pathlib import Path
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +33,8 @@ from mlpipe.params import TrainParams, load_params
 from mlpipe.stage import run
 
 log = logging.getLogger("mlpipe.train")
+
+VALIDATION_BATCH = 8192  # validation only runs the model forward: large batches, fewer steps
 
 
 def set_determinism(seed: int) -> None:
@@ -53,6 +63,17 @@ def callbacks(params: TrainParams) -> list:
     ]
 
 
+def logger(live: Any) -> Callable[[dict[str, float]], None]:
+    """Log an epoch's metrics to DVCLive under the names ``DVCLiveCallback`` gives Keras' logs."""
+
+    def log_epoch(metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            live.log_metric(f"eval/{name[4:]}" if name.startswith("val_") else f"train/{name}", value)
+        live.next_step()
+
+    return log_epoch
+
+
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     """Balanced class weights, ``n / (k * count)``, so each class weighs the same in the loss.
 
@@ -70,50 +91,69 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlpipe.train", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
-    parser.add_argument("--splits", required=True, help="folder with train/val Parquet files")
+    parser.add_argument("--splits", required=True, help="preprocess's folder: train and val matrices")
     parser.add_argument("--preprocessor", required=True, help="fitted preprocessor JSON")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--live", required=True, help="DVCLive folder to write")
     args = parser.parse_args(argv)
 
     all_params = load_params(args.params)
-    params = all_params.train
+    params, seed = all_params.train, all_params.base.seed
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
-    train_frame = io.read_parquet(Path(args.splits, "train.parquet"))
-    val_frame = io.read_parquet(Path(args.splits, "val.parquet"))
-    (x_train, y_train), (x_val, y_val) = (features.matrices(f, prep) for f in (train_frame, val_frame))
+    x_train, y_train = io.load_split(args.splits, "train")
+    x_val, y_val = io.load_split(args.splits, "val")
+    if x_train.shape[1] != len(prep.feature_names):
+        raise PipelineError(
+            f"the training matrix has {x_train.shape[1]} columns, the preprocessor"
+            f" {len(prep.feature_names)} features: run preprocess again"
+        )
 
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
+    from mlpipe import feed
     from mlpipe.model import build_model, save_model
+    from mlpipe.scale import multiworker
 
-    set_determinism(all_params.base.seed)
-    model = build_model(x_train.shape[1], params, prep.task, len(prep.classes or ()))
-    weights = class_weights(y_train, len(prep.classes or ())) if params.class_weight == "balanced" else None
-    with (
-        io.atomic_path(args.live, directory=True) as live_dir,
-        io.atomic_path(args.out, directory=True) as model_dir,
-    ):
-        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None)
-        history = model.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val),
-            epochs=params.epochs,
-            batch_size=params.batch_size,
-            shuffle=True,
-            class_weight=weights,
-            verbose=0,
-            callbacks=[*callbacks(params), DVCLiveCallback(live=live)],
-        )
-        val_loss = history.history["val_loss"]
+    set_determinism(seed)
+    worker = multiworker.cluster()
+    balanced = params.class_weight == "balanced"
+    weights = class_weights(np.asarray(y_train), len(prep.classes or ())) if balanced else None
+    training = feed.Batches(x_train, y_train, params.batch_size, seed, shuffle=True, class_weight=weights)
+    validation = feed.Batches(x_val, y_val, max(params.batch_size, VALIDATION_BATCH))
+    steps = min(training.steps, math.ceil(params.epoch_rows / params.batch_size))
+
+    def build() -> Any:
+        return build_model(x_train.shape[1], params, prep.task, len(prep.classes or ()))
+
+    writes = worker is None or worker.chief  # in a cluster, only the chief writes the outputs
+    with contextlib.ExitStack() as outputs:
+        live_dir = outputs.enter_context(io.atomic_path(args.live, directory=True)) if writes else None
+        model_dir = outputs.enter_context(io.atomic_path(args.out, directory=True)) if writes else None
+        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None) if writes else None
+        if worker is not None:
+            log.info("training as %s %d of %d workers (TF_CONFIG)", worker.kind, worker.index, worker.count)
+            epoch_log = logger(live) if live is not None else None
+            model, val_loss = multiworker.fit(build, training, validation, params, steps, epoch_log)
+        else:
+            model = build()
+            history = model.fit(
+                feed.dataset(training, repeat=True),
+                steps_per_epoch=steps,
+                validation_data=feed.dataset(validation, repeat=False),
+                epochs=params.epochs,
+                shuffle=False,  # the batches are shuffled, seeded, as they are read
+                verbose=0,
+                callbacks=[*callbacks(params), DVCLiveCallback(live=live)],
+            )
+            val_loss = history.history["val_loss"]
         best = min(range(len(val_loss)), key=val_loss.__getitem__)
-        live.summary["best_epoch"] = best
-        live.summary["best_val_loss"] = float(val_loss[best])
-        live.summary["epochs_run"] = len(val_loss)
-        live.make_summary()
-        save_model(model, model_dir)
+        if live is not None:
+            live.summary["best_epoch"] = best
+            live.summary["best_val_loss"] = float(val_loss[best])
+            live.summary["epochs_run"] = len(val_loss)
+            live.make_summary()
+            save_model(model, model_dir)
     score = (
         f"val RMSE {val_loss[best] ** 0.5:.4f}"
         if prep.task == "regression"

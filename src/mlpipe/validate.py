@@ -8,6 +8,8 @@ Params: ``validate.columns`` (dtype, nullable, min/max, allowed), ``validate.max
 Structural problems (a missing column, a column of the wrong type) fail the stage, naming the
 column. Row-level problems (a null, a value out of range, an unknown category) move the row to the
 quarantine file; if their share exceeds ``validate.max_invalid_share`` the stage fails instead.
+The snapshot is read in bounded batches (:data:`mlpipe.io.BATCH_ROWS`) and both tables are written
+as they go, so memory is flat in its size; a row's number is its position in the snapshot.
 Columns outside the contract are dropped. The checks are a pandera schema built from params.
 """
 
@@ -17,6 +19,7 @@ import argparse
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -131,53 +134,111 @@ def row_failures(frame: pd.DataFrame, raw: pd.DataFrame, rules: dict[str, Column
     return failures.sort_values(["row", "column", "check"], kind="stable").reset_index(drop=True)
 
 
+def check_batch(
+    raw: pd.DataFrame, rules: dict[str, ColumnRule], offset: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Check one batch of the snapshot: its valid rows, its quarantined rows, and every failure.
+
+    Args:
+        raw: The batch as read.
+        rules: The contract.
+        offset: The batch's first row in the snapshot: quarantine and failures count rows from it.
+
+    Returns:
+        The valid rows (contract dtypes, fresh index), the quarantined raw rows as text with a
+        ``row`` number and a ``reasons`` column, and the failures (row, column, check, value).
+
+    Raises:
+        PipelineError: on a structural problem (a missing column, a column of the wrong type).
+    """
+    raw = raw.reset_index(drop=True)
+    frame = normalise(raw, rules)
+    failures = row_failures(frame, raw, rules)
+    bad_rows = sorted(set(failures["row"]))
+    reasons: dict[int, list[str]] = {}
+    for row, column, check in zip(failures["row"], failures["column"], failures["check"], strict=True):
+        reasons.setdefault(int(row), []).append(f"{column}: {check}")
+    quarantine = raw.loc[bad_rows].astype("str")
+    quarantine["reasons"] = ["; ".join(reasons[row]) for row in bad_rows]
+    quarantine.insert(0, "row", [offset + row for row in bad_rows])
+    valid = frame.drop(index=bad_rows).reset_index(drop=True)
+    failures["row"] += offset
+    return valid, quarantine, failures
+
+
+class Tally:
+    """What the batches found, added up: rows in and out, failures per check, the first of each."""
+
+    def __init__(self) -> None:
+        self.rows_in = self.rows_valid = self.rows_quarantined = 0
+        self.by_check: Counter[str] = Counter()
+        self.first: dict[str, tuple[int, str]] = {}
+        self.dropped: list[str] = []
+
+    def add(
+        self, raw: pd.DataFrame, valid: pd.DataFrame, quarantine: pd.DataFrame, failures: pd.DataFrame
+    ) -> None:
+        if not self.rows_in:
+            self.dropped = sorted(set(raw.columns) - set(valid.columns))
+        self.rows_in += len(raw)
+        self.rows_valid += len(valid)
+        self.rows_quarantined += len(quarantine)
+        for row, column, check, value in failures.itertuples(index=False):
+            key = f"{column}: {check}"
+            self.by_check[key] += 1
+            self.first.setdefault(key, (int(row), value))
+
+    def metrics(self, params: ValidateParams) -> dict[str, object]:
+        """The counts, once every batch is in.
+
+        Raises:
+            PipelineError: for an empty snapshot, no valid row, or too many invalid rows.
+        """
+        if not self.rows_in:
+            raise PipelineError("the snapshot has no rows")
+        share = self.rows_quarantined / self.rows_in
+        if share > params.max_invalid_share:
+            ((worst, count),) = self.by_check.most_common(1)
+            row, value = self.first[worst]
+            raise PipelineError(
+                f"{self.rows_quarantined} of {self.rows_in} rows ({share:.1%}) are invalid, above"
+                f" validate.max_invalid_share={params.max_invalid_share}; most common: column"
+                f" {worst} in {count} rows (first at row {row}, value {value!r})"
+            )
+        if not self.rows_valid:
+            raise PipelineError("no valid rows are left after validation")
+        return {
+            "rows_in": self.rows_in,
+            "rows_valid": self.rows_valid,
+            "rows_quarantined": self.rows_quarantined,
+            "invalid_share": share,
+            "failures": dict(sorted(self.by_check.items())),
+            "dropped_columns": self.dropped,
+        }
+
+
 def split_valid(
     raw: pd.DataFrame, params: ValidateParams
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, object]]:
-    """Split the snapshot into valid rows and quarantined rows, with counts.
-
-    Returns:
-        The valid rows (contract dtypes, fresh index), the quarantined raw rows with a ``row`` number
-        and a ``reasons`` column, and the metrics.
+    """Split a snapshot held in memory into valid and quarantined rows, with counts (one batch).
 
     Raises:
         PipelineError: on a structural problem, an empty table, or too many invalid rows.
     """
     if raw.empty:
         raise PipelineError("the snapshot has no rows")
-    raw = raw.reset_index(drop=True)
-    frame = normalise(raw, params.columns)
-    failures = row_failures(frame, raw, params.columns)
-    bad_rows = sorted(set(failures["row"]))
-    share = len(bad_rows) / len(frame)
-    by_check = Counter(f"{c}: {k}" for c, k in zip(failures["column"], failures["check"], strict=True))
-    if share > params.max_invalid_share:
-        ((worst, count),) = by_check.most_common(1)
-        first = failures.loc[(failures["column"] + ": " + failures["check"]) == worst].iloc[0]
-        raise PipelineError(
-            f"{len(bad_rows)} of {len(frame)} rows ({share:.1%}) are invalid, above"
-            f" validate.max_invalid_share={params.max_invalid_share}; most common: column"
-            f" {worst} in {count} rows (first at row {first['row']}, value {first['value']!r})"
-        )
-    reasons: dict[int, list[str]] = {}
-    for row, column, check in zip(failures["row"], failures["column"], failures["check"], strict=True):
-        reasons.setdefault(int(row), []).append(f"{column}: {check}")
-    quarantine = raw.loc[bad_rows].astype("str")
-    quarantine["reasons"] = ["; ".join(reasons[row]) for row in bad_rows]
-    quarantine.insert(0, "row", bad_rows)
-    valid = frame.drop(index=bad_rows).reset_index(drop=True)
-    if valid.empty:
-        raise PipelineError("no valid rows are left after validation")
-    dropped = sorted(set(raw.columns) - set(params.columns))
-    metrics = {
-        "rows_in": len(frame),
-        "rows_valid": len(valid),
-        "rows_quarantined": len(bad_rows),
-        "invalid_share": share,
-        "failures": dict(sorted(by_check.items())),
-        "dropped_columns": dropped,
-    }
-    return valid, quarantine, metrics
+    valid, quarantine, failures = check_batch(raw, params.columns)
+    tally = Tally()
+    tally.add(raw, valid, quarantine, failures)
+    return valid, quarantine, tally.metrics(params)
+
+
+def arrow_schema(rules: dict[str, ColumnRule]) -> Any:
+    """The validated table's Arrow schema, from the contract alone (a batch of nulls cannot change it)."""
+    import pyarrow as pa
+
+    kinds = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "date": pa.timestamp("ns")}
+    return pa.schema([(name, kinds[rule.dtype]) for name, rule in rules.items()])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -190,9 +251,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params).validate
-    valid, quarantine, metrics = split_valid(io.read_parquet(args.data), params)
-    io.write_parquet(args.quarantine, quarantine)
-    io.write_parquet(args.out, valid)
+    tally = Tally()
+    with io.atomic_path(args.out) as out, io.atomic_path(args.quarantine) as held:
+        valid_sink = io.ParquetSink(out, arrow_schema(params.columns))
+        held_sink = io.ParquetSink(held)
+        empty = None
+        for raw in io.iter_parquet(args.data):  # bounded batches: memory flat in the snapshot's size
+            valid, quarantine, failures = check_batch(raw, params.columns, tally.rows_in)
+            tally.add(raw, valid, quarantine, failures)
+            if len(valid):
+                valid_sink.write(valid)
+            if len(quarantine):
+                held_sink.write(quarantine)
+            empty = (valid.iloc[:0], quarantine.iloc[:0])
+        metrics = tally.metrics(params)  # raises before anything is renamed into place
+        valid_sink.close(empty[0])
+        held_sink.close(empty[1])
     io.write_json(args.metrics, metrics)
     if metrics["dropped_columns"]:
         log.warning("dropped columns outside the contract: %s", ", ".join(metrics["dropped_columns"]))

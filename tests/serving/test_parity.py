@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlpipe import features, onnx_graph, plan, savedmodel
+from mlpipe import features, fitting, onnx_graph, plan, savedmodel
 from mlpipe.errors import PipelineError
 from mlpipe.model import dense_weights, predict
 from mlpipe.package import parity_difference
@@ -83,7 +83,7 @@ class Compiled:
     """One fitted preprocessor and network, compiled three ways."""
 
     def __init__(self, task: str, unknown: str, nullable: list[str], folder: Path) -> None:
-        self.prep = features.fit(training_frame(task), preprocess_params(task, unknown), nullable)
+        self.prep = fitting.fit(training_frame(task), preprocess_params(task, unknown), nullable)
         width = 3 if task == "multiclass" else 1
         self.network = network(width, task, len(self.prep.feature_names))
         layers = [onnx_graph.DenseLayer(*w) for w in dense_weights(self.network)]
@@ -232,7 +232,7 @@ def test_a_division_by_zero_is_refused_by_all_three(compiled: Compiled):
 def test_a_formula_reading_no_column_is_refused_before_any_export():
     params = preprocess_params("regression", "ignore").model_copy(update={"derived": {"two": "1 + 1"}})
     with pytest.raises(PipelineError, match=r"preprocess.derived.two: '1 \+ 1' reads no column"):
-        features.fit(training_frame("regression"), params)
+        fitting.fit(training_frame("regression"), params)
 
 
 def test_the_plan_round_trips_through_json(compiled: Compiled):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mlpipe import evaluate, features
+from mlpipe import evaluate, features, fitting
 
 
 def test_regression_metrics_known_values():
@@ -25,7 +25,7 @@ def test_baselines_rank_as_expected_on_a_nonlinear_target(params):
 
 
 def test_permutation_importance_finds_the_column_that_matters(valid_frame, params):
-    prep = features.fit(valid_frame, params.preprocess)
+    prep = fitting.fit(valid_frame, params.preprocess)
     base_time = prep.feature_names.index("estimated_base_time")
     model = evaluate.RawModel(prep, lambda x: x[:, base_time])  # uses one feature only
     y = features.transform(valid_frame, prep)[:, base_time]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import features
+from mlpipe import features, fitting
 from mlpipe.errors import PipelineError
 
 
@@ -32,7 +32,7 @@ def test_expression_refuses_anything_but_arithmetic(text):
 
 
 def test_fit_transform_scales_on_train_and_encodes(valid_frame, params):
-    prep = features.fit(valid_frame, params.preprocess)
+    prep = fitting.fit(valid_frame, params.preprocess)
     x = features.transform(valid_frame, prep)
     names = prep.feature_names
     assert x.shape == (len(valid_frame), len(names)) and x.dtype == np.float32
@@ -52,7 +52,7 @@ def test_fit_transform_scales_on_train_and_encodes(valid_frame, params):
 
 
 def test_cyclical_distance_goes_round_the_clock(valid_frame, params):
-    prep = features.fit(valid_frame, params.preprocess)
+    prep = fitting.fit(valid_frame, params.preprocess)
     frame = valid_frame.head(3).assign(time_of_day=["morning", "night", "afternoon"])
     x = features.transform(frame, prep)
     sin, cos = (prep.feature_names.index(f"time_of_day_{f}") for f in ("sin", "cos"))
@@ -68,12 +68,12 @@ def test_cyclical_distance_goes_round_the_clock(valid_frame, params):
 
 
 def test_unknown_category_policy(valid_frame, params):
-    prep = features.fit(valid_frame, params.preprocess)
+    prep = fitting.fit(valid_frame, params.preprocess)
     odd = valid_frame.head(2).assign(subject=["astrology", "physics"])
     x = features.transform(odd, prep)
     block = [prep.feature_names.index(f"subject={level}") for level in prep.categories["subject"]]
     assert x[0, block].sum() == 0 and x[1, block].sum() == 1
-    strict = features.fit(valid_frame, params.preprocess.model_copy(update={"unknown_category": "error"}))
+    strict = fitting.fit(valid_frame, params.preprocess.model_copy(update={"unknown_category": "error"}))
     with pytest.raises(PipelineError, match="column 'subject' has unknown category 'astrology' at row 0"):
         features.transform(odd, strict)
 
@@ -87,7 +87,7 @@ def no_imputation(params):
 
 
 def test_transform_errors_name_the_column(valid_frame, params):
-    prep = features.fit(valid_frame, no_imputation(params))
+    prep = fitting.fit(valid_frame, no_imputation(params))
     with pytest.raises(PipelineError, match="column 'age' is missing"):
         features.transform(valid_frame.drop(columns=["age"]), prep)
     with pytest.raises(PipelineError, match="column 'age' has 1 missing"):
@@ -104,7 +104,7 @@ def test_transform_errors_name_the_column(valid_frame, params):
 def test_json_round_trip_gives_identical_output(valid_frame, params):
     import json
 
-    prep = features.fit(valid_frame, params.preprocess)
+    prep = fitting.fit(valid_frame, params.preprocess)
     again = features.Preprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
     np.testing.assert_array_equal(
         features.transform(valid_frame, prep), features.transform(valid_frame, again)
@@ -115,16 +115,16 @@ def test_json_round_trip_gives_identical_output(valid_frame, params):
 
 def test_fit_checks_roles_against_data(valid_frame, params):
     with pytest.raises(PipelineError, match=r"preprocess\.numeric: column 'age' is not in the data"):
-        features.fit(valid_frame.drop(columns=["age"]), params.preprocess)
+        fitting.fit(valid_frame.drop(columns=["age"]), params.preprocess)
     derived = params.preprocess.model_copy(update={"derived": {"x": "age / height"}})
     with pytest.raises(PipelineError, match=r"preprocess\.derived\.x: column 'height' is not in the data"):
-        features.fit(valid_frame, derived)
+        fitting.fit(valid_frame, derived)
     with pytest.raises(PipelineError, match="training split is empty"):
-        features.fit(valid_frame.iloc[:0], params.preprocess)
+        fitting.fit(valid_frame.iloc[:0], params.preprocess)
 
 
 def test_target(valid_frame, params):
-    prep = features.fit(valid_frame, params.preprocess)
+    prep = fitting.fit(valid_frame, params.preprocess)
     assert features.target(valid_frame, prep).dtype == np.float32
     x, y = features.matrices(valid_frame, prep)
     assert x.shape[0] == y.shape[0] == len(valid_frame)
@@ -137,7 +137,7 @@ def test_missing_values_are_filled_with_training_statistics(valid_frame, params)
     holes.loc[:9, "age"] = None
     holes.loc[:4, "subject"] = None
     holes.loc[5:6, "time_of_day"] = None
-    prep = features.fit(holes, params.preprocess)
+    prep = fitting.fit(holes, params.preprocess)
     assert prep.fill["age"] == float(holes["age"].dropna().median())
     assert prep.fill["subject"] == holes["subject"].dropna().value_counts().sort_index().idxmax()
     assert set(prep.fill) == set(prep.input_columns)
@@ -147,7 +147,7 @@ def test_missing_values_are_filled_with_training_statistics(valid_frame, params)
         time_of_day=holes["time_of_day"].fillna(prep.fill["time_of_day"]),
     )
     np.testing.assert_array_equal(features.transform(holes, prep), features.transform(filled, prep))
-    mean = features.fit(
+    mean = fitting.fit(
         holes,
         params.preprocess.model_copy(
             update={"impute": params.preprocess.impute.model_copy(update={"numeric": "mean"})}
@@ -161,14 +161,14 @@ def test_schema_errors_stop_before_training(valid_frame, params):
         update={"categorical": ["student_id"], "ids": ["session_id"]}
     )
     with pytest.raises(PipelineError, match=r"column 'student_id' has \d+ levels .*max_levels 100"):
-        features.fit(valid_frame, ids_as_category)
+        fitting.fit(valid_frame, ids_as_category)
     binary = params.preprocess.model_copy(update={"task": "binary", "target": "environment"})
     with pytest.raises(PipelineError, match="task binary needs 2 classes in 'environment', found 4"):
-        features.fit(valid_frame, binary.model_copy(update={"categorical": ["subject"]}))
+        fitting.fit(valid_frame, binary.model_copy(update={"categorical": ["subject"]}))
     one_class = valid_frame.assign(label="same")
     single = params.preprocess.model_copy(update={"task": "multiclass", "target": "label"})
     with pytest.raises(PipelineError, match="target 'label' has one class \\('same'\\)"):
-        features.fit(one_class, single)
+        fitting.fit(one_class, single)
 
 
 def test_classification_targets_become_class_indices(valid_frame, params):
@@ -176,7 +176,7 @@ def test_classification_targets_become_class_indices(valid_frame, params):
     binary = params.preprocess.model_copy(
         update={"task": "binary", "target": "passed", "positive_class": "no"}
     )
-    prep = features.fit(frame, binary)
+    prep = fitting.fit(frame, binary)
     assert prep.classes == ["yes", "no"]  # the positive class goes last
     assert features.target(frame.head(3), prep).tolist() == [
         0 if v == "yes" else 1 for v in frame["passed"][:3]
