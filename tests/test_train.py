@@ -194,3 +194,24 @@ def test_tf_config_is_read_and_checked():
         cluster({"TF_CONFIG": "{not json"})
     with pytest.raises(PipelineError, match="not a chief or worker"):
         cluster({"TF_CONFIG": two.replace('"index": 1', '"index": 5')})
+
+
+def test_the_tf_dataset_yields_exactly_the_seeded_batches():
+    from mlpipe import feed
+
+    x = np.arange(3000, dtype=np.float32).reshape(-1, 2)
+    y = (np.arange(1500) % 3).astype(np.int32)
+    batches = feed.Batches(
+        x, y, 64, seed=3, shuffle=True, class_weight={0: 1.0, 1: 2.0, 2: 0.5}, block_rows=500
+    )
+    expected = list(batches.one_pass(0))  # 23 full batches and one of 28 rows
+    got = [tuple(t.numpy() for t in b) for b in feed.dataset(batches, repeat=False)]
+    assert len(got) == len(expected) == batches.steps == 24
+    for mine, theirs in zip(got, expected, strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
+    forever = iter(feed.dataset(batches, repeat=True))
+    second_pass = [next(forever)[1].numpy() for _ in range(2 * batches.steps)][batches.steps :]
+    np.testing.assert_array_equal(
+        np.concatenate(second_pass), np.concatenate([b[1] for b in batches.one_pass(1)])
+    )

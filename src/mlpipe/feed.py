@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 BLOCK_ROWS = 262_144  # ~40 MiB of features at 40 columns: a wide window for shuffling, still small
+GROUP = 32  # batches handed to tf.data per Python call
 
 
 class Batches:
@@ -104,7 +105,21 @@ def dataset(batches: Batches, repeat: bool) -> Any:
     if batches.weights is not None:
         signature.append(tf.TensorSpec((None,), tf.float32))
     generate = batches.forever if repeat else batches.one_pass
-    data = tf.data.Dataset.from_generator(generate, output_signature=tuple(signature))
+
+    def stacked() -> Iterator[tuple[np.ndarray, ...]]:
+        # Batches of one size go to TensorFlow GROUP at a time, stacked: one Python call per group
+        # instead of per batch, and tf.data splits them apart again in C++.
+        group: list[tuple[np.ndarray, ...]] = []
+        for batch in generate():
+            if group and (len(group) == GROUP or len(batch[0]) != len(group[0][0])):
+                yield tuple(np.stack(parts) for parts in zip(*group, strict=True))
+                group = []
+            group.append(batch)
+        if group:
+            yield tuple(np.stack(parts) for parts in zip(*group, strict=True))
+
+    stacked_signature = tuple(tf.TensorSpec((None, *spec.shape), spec.dtype) for spec in signature)
+    data = tf.data.Dataset.from_generator(stacked, output_signature=stacked_signature).unbatch()
     # A known length lets Keras end a pass without a "ran out of data" warning.
     length = tf.data.INFINITE_CARDINALITY if repeat else batches.steps
-    return data.apply(tf.data.experimental.assert_cardinality(length)).prefetch(2)
+    return data.apply(tf.data.experimental.assert_cardinality(length)).prefetch(4)
