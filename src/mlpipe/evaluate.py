@@ -15,7 +15,7 @@ regression and histogram gradient boosting; a confusion matrix, ROC, precision-r
 calibration curves. Baselines are fitted here, on the training split, with the model's features.
 
 Bounded at any size: the model and the baselines are scored on the whole test split, streamed
-from its memory-mapped matrix; the baselines are fitted on a seeded sample of the training split
+from its matrix in row slices; the baselines are fitted on a seeded sample of the training split
 (``evaluate.baseline_rows``), permutation importance shuffles a seeded sample of test records
 (``evaluate.importance_rows``) and the plots draw a seeded sample (``evaluate.plot_rows``). The
 metrics file says how many rows each figure used (``rows``).
@@ -172,7 +172,7 @@ def sample(n: int, size: int, seed: int, salt: int) -> np.ndarray:
 
 
 def in_batches(predict: Predict, x: np.ndarray, batch_rows: int | None = None) -> np.ndarray:
-    """``predict`` over ``x`` in batches (a memory map is read a batch at a time)."""
+    """``predict`` over ``x`` in batches (a :class:`mlpipe.io.Matrix` is read a batch at a time)."""
     step = batch_rows or io.BATCH_ROWS
     return np.concatenate([predict(np.asarray(x[i : i + step])) for i in range(0, len(x), step)])
 
@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from mlpipe.model import load_model, predict
 
     network = load_model(args.model)
-    output = predict(network, x_test)  # in batches from the memory map
+    output = predict(network, x_test)  # in batches, read from the file as it goes
     fit_rows = sample(len(x_train), params.baseline_rows, seed, 1)
     x_fit, y_fit = np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows])
     baselines = fit_baselines(x_fit, y_fit, params, seed, task)

@@ -81,19 +81,21 @@ def fold_expression(name: str, text: str, columns: Mapping[str, Any]) -> Any:
         text: Its formula.
         columns: Column name -> value supporting ``+ - * /`` and unary minus with floats.
     """
+    return _walk(parse_expression(name, text), columns)
 
-    def walk(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
-        if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](walk(node.operand))
-        if isinstance(node, ast.Name):
-            return columns[node.id]
-        return float(node.value)  # type: ignore[attr-defined]
 
-    return walk(parse_expression(name, text))
+def _walk(node: ast.AST, columns: Mapping[str, Any]) -> Any:
+    # A module-level function, not a closure: a recursive closure is a reference cycle that would
+    # keep every batch's columns alive until the garbage collector happens to run.
+    if isinstance(node, ast.Expression):
+        return _walk(node.body, columns)
+    if isinstance(node, ast.BinOp):
+        return _BINARY[type(node.op)](_walk(node.left, columns), _walk(node.right, columns))
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_walk(node.operand, columns))
+    if isinstance(node, ast.Name):
+        return columns[node.id]
+    return float(node.value)  # type: ignore[attr-defined]
 
 
 def evaluate_expression(name: str, text: str, columns: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Training batches streamed from the memory-mapped split matrices, through ``tf.data``.
+"""Training batches streamed from the split matrices on disk, through ``tf.data``.
 
 A pass over the training split reads it in blocks of :data:`BLOCK_ROWS` rows: the blocks in a
 seeded random order, the rows of each block shuffled, batches cut across block edges so only the
@@ -25,7 +25,7 @@ class Batches:
     """Seeded batches of ``(x, y)`` or ``(x, y, sample_weight)``: pass after pass, or one pass.
 
     Args:
-        x: Features ``[N, F]`` (a memory map or an array).
+        x: Features ``[N, F]`` (a :class:`mlpipe.io.Matrix` or an array).
         y: Targets ``[N]``.
         batch_size: Rows per batch.
         seed: The shuffle seed; pass ``p`` uses the generator ``[seed, 30, p]``.

@@ -163,19 +163,89 @@ class ParquetSink:
         self._writer.close()
 
 
-def open_matrix(path: str | os.PathLike[str], rows: int, width: int | None, dtype: Any) -> np.ndarray:
-    """A new ``.npy`` file of the given shape, memory-mapped for writing in row slices.
+class MatrixSink:
+    """A new ``.npy`` file of a known shape, filled in order, row slice after row slice.
 
-    ``width`` None makes a vector. The file is plain ``.npy`` (no pickled objects), read back with
-    :func:`load_matrix`.
+    Written with plain file writes, not a memory map, so the rows written do not stay in the
+    process's memory. ``width`` None makes a vector.
     """
-    shape = (rows,) if width is None else (rows, width)
-    return np.lib.format.open_memmap(Path(path), mode="w+", dtype=dtype, shape=shape)
+
+    def __init__(self, path: str | os.PathLike[str], rows: int, width: int | None, dtype: Any) -> None:
+        self.path, self.rows = Path(path), rows
+        self.shape = (rows,) if width is None else (rows, width)
+        self.dtype = np.dtype(dtype)
+        descr = np.lib.format.dtype_to_descr(self.dtype)
+        header = {"descr": descr, "fortran_order": False, "shape": self.shape}
+        with open(self.path, "wb") as file:
+            np.lib.format.write_array_header_1_0(file, header)
+        self._file = open(self.path, "ab")  # noqa: SIM115 (closed in close())
+        self.written = 0
+
+    def write(self, values: np.ndarray) -> None:
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        if values.shape[1:] != self.shape[1:] or self.written + len(values) > self.rows:
+            raise ValueError(f"{self.path}: rows of shape {values.shape} do not fit {self.shape}")
+        self._file.write(values.tobytes())
+        self.written += len(values)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def finish(self) -> None:
+        """Close, and check every row was written."""
+        self.close()
+        if self.written != self.rows:
+            raise ValueError(f"{self.path}: {self.written} of {self.rows} rows written")
 
 
-def load_matrix(path: str | os.PathLike[str]) -> np.ndarray:
-    """A ``.npy`` file written by :func:`open_matrix`, memory-mapped read-only (never unpickled)."""
-    return np.load(Path(path), mmap_mode="r", allow_pickle=False)
+class Matrix:
+    """A ``.npy`` file read in row slices with plain reads (never unpickled, never memory-mapped).
+
+    Slicing (``m[i:j]``) reads those rows; indexing with sorted row positions reads the batches that
+    hold them; ``np.asarray(m)`` reads it whole (for the small target vectors). Memory is what the
+    caller keeps, whatever the file's size.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(file)
+            self.offset = file.tell()
+        if fortran or dtype.hasobject:
+            raise ValueError(f"{self.path}: not a C-ordered numeric matrix")
+        self.shape, self.dtype = tuple(shape), dtype
+        self.width = int(np.prod(self.shape[1:], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start)
+        offset = self.offset + start * self.width * self.dtype.itemsize
+        values = np.fromfile(self.path, dtype=self.dtype, count=count * self.width, offset=offset)
+        return values.reshape((count, *self.shape[1:]))
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                raise ValueError("only contiguous row slices are read")
+            return self._read(start, stop)
+        rows = np.asarray(key, dtype=np.int64)
+        parts = []
+        for start in range(0, len(self), BATCH_ROWS):
+            inside = rows[(rows >= start) & (rows < start + BATCH_ROWS)]
+            if len(inside):
+                parts.append(self._read(start, min(start + BATCH_ROWS, len(self)))[inside - start])
+        return np.concatenate(parts) if parts else np.empty((0, *self.shape[1:]), self.dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self._read(0, len(self))
+        return values if dtype is None else values.astype(dtype)
 
 
 def matrix_paths(folder: str | os.PathLike[str], split: str) -> tuple[Path, Path]:
@@ -183,10 +253,10 @@ def matrix_paths(folder: str | os.PathLike[str], split: str) -> tuple[Path, Path
     return Path(folder, f"{split}.features.npy"), Path(folder, f"{split}.target.npy")
 
 
-def load_split(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split's features ``[N, F]`` (float32) and target ``[N]``, memory-mapped read-only."""
+def load_split(folder: str | os.PathLike[str], split: str) -> tuple[Matrix, Matrix]:
+    """A split's features ``[N, F]`` (float32) and target ``[N]``, read in row slices on demand."""
     x_path, y_path = matrix_paths(folder, split)
-    return load_matrix(x_path), load_matrix(y_path)
+    return Matrix(x_path), Matrix(y_path)
 
 
 def take_parquet(

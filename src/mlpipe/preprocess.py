@@ -11,7 +11,7 @@ Params: ``base.seed``, ``preprocess.*`` (column roles, derived formulas, split s
 Streams: the split reads only the group column whole; every other pass reads bounded batches
 (:data:`mlpipe.io.BATCH_ROWS`), so memory is flat in the number of rows. The features are computed
 here once, with the one fitted :class:`~mlpipe.features.Preprocessor`; ``train``, ``evaluate`` and
-``package`` read the matrices memory-mapped instead of transforming again. The raw splits stay for
+``package`` read the matrices in row slices instead of transforming again. The raw splits stay for
 what needs records: permutation importance and the bundle's parity check.
 """
 
@@ -107,9 +107,9 @@ def write_splits(source: Path, group: str, assignment: dict[str, np.ndarray], fo
 
 
 def write_matrices(
-    batches: Iterator[pd.DataFrame], prep: features.Preprocessor, x: np.ndarray, y: np.ndarray
+    batches: Iterator[pd.DataFrame], prep: features.Preprocessor, x: io.MatrixSink, y: io.MatrixSink
 ) -> dict[str, int]:
-    """Transform a split batch by batch into ``x`` and ``y`` (memory maps of the split's size).
+    """Transform a split batch by batch into the features ``x`` and the target ``y``.
 
     Returns:
         Missing values per input column (imputation, reported).
@@ -121,12 +121,11 @@ def write_matrices(
     offset = 0
     missing = dict.fromkeys(prep.input_columns, 0)
     for batch in batches:
-        end = offset + len(batch)
-        x[offset:end] = features.transform(batch, prep, offset)
-        y[offset:end] = features.target(batch, prep, offset)
+        x.write(features.transform(batch, prep, offset))
+        y.write(features.target(batch, prep, offset))
         for column in prep.input_columns:
             missing[column] += int(batch[column].isna().sum())
-        offset = end
+        offset += len(batch)
     return missing
 
 
@@ -160,16 +159,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         missing = {}
         for name in SPLITS:
             x_path, y_path = io.matrix_paths(tmp, name)
-            x = io.open_matrix(x_path, rows[name], len(prep.feature_names), np.float32)
-            y = io.open_matrix(y_path, rows[name], None, np.float32 if prep.classes is None else np.int32)
+            x = io.MatrixSink(x_path, rows[name], len(prep.feature_names), np.float32)
+            y = io.MatrixSink(y_path, rows[name], None, np.float32 if prep.classes is None else np.int32)
             try:
                 missing[name] = write_matrices(io.iter_parquet(tmp / f"{name}.parquet"), prep, x, y)
             except PipelineError as exc:
                 raise PipelineError(f"{name} split: {exc}") from None
-            x.flush()
-            y.flush()
-            del x, y
-        labels = io.load_matrix(io.matrix_paths(tmp, "train")[1])
+            finally:
+                x.close()
+                y.close()
+            x.finish()
+            y.finish()
+        labels = np.asarray(io.Matrix(io.matrix_paths(tmp, "train")[1]))
         class_counts = np.bincount(labels, minlength=len(prep.classes)) if prep.classes else None
     io.write_json(args.preprocessor, prep.to_dict(), sort_keys=False)  # order = feature order
     metrics: dict[str, Any] = {name: {"rows": rows[name], "groups": len(assignment[name])} for name in SPLITS}

@@ -1,7 +1,7 @@
 """Stage ``train``: fit the Keras network on the training split, early-stopped on validation.
 
 Inputs: the ``train`` and ``val`` feature matrices and the fitted preprocessor from ``preprocess``,
-read memory-mapped and streamed through ``tf.data`` (:mod:`mlpipe.feed`), so memory does not grow
+read in row slices and streamed through ``tf.data`` (:mod:`mlpipe.feed`), so memory does not grow
 with the number of rows.
 Outputs: the model folder (architecture JSON + ``.weights.h5``) and a DVCLive folder with the
 per-epoch metrics (shown by ``dvc plots``) and their summary (shown by ``dvc metrics``).

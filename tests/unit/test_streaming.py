@@ -191,3 +191,27 @@ def test_validate_share_is_judged_on_the_whole_snapshot(tmp_path, raw_frame, par
     frame.loc[200:209, "time_of_day"] = "midnight"  # 10% of one batch, but 0.7% of the snapshot: fine
     valid, _, metrics = run_validate(tmp_path, frame, params_dict)
     assert metrics["rows_quarantined"] == 10 and len(valid) == len(frame) - 10
+
+
+def test_matrix_files_round_trip_in_slices_and_refuse_objects(tmp_path, small_batches):
+    values = np.arange(1000 * 3, dtype=np.float32).reshape(1000, 3)
+    sink = io.MatrixSink(tmp_path / "m.npy", 1000, 3, np.float32)
+    for part in np.array_split(values, [10, 500]):
+        sink.write(part)
+    with pytest.raises(ValueError, match="do not fit"):
+        sink.write(np.zeros((1, 4), np.float32))
+    sink.finish()
+    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), values)  # a plain .npy
+    matrix = io.Matrix(tmp_path / "m.npy")
+    assert len(matrix) == 1000 and matrix.shape == (1000, 3)
+    np.testing.assert_array_equal(matrix[120:415], values[120:415])
+    rows = np.array([0, 96, 97, 500, 999])  # across batches of 97 rows
+    np.testing.assert_array_equal(matrix[rows], values[rows])
+    np.testing.assert_array_equal(np.asarray(matrix), values)
+    short = io.MatrixSink(tmp_path / "short.npy", 5, None, np.int32)
+    short.write(np.arange(3))
+    with pytest.raises(ValueError, match="3 of 5 rows written"):
+        short.finish()
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="not a C-ordered numeric matrix"):
+        io.Matrix(tmp_path / "objects.npy")
