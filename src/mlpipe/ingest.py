@@ -135,8 +135,7 @@ def read_file_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.Da
             for batch in csv.open_csv(path, read_options=options):
                 yield batch.to_pandas()
         else:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
+            yield from io.iter_parquet(path, batch_rows=chunk_rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise PipelineError(f"cannot read {path}: {exc}".splitlines()[0]) from None
 

@@ -238,9 +238,10 @@ class Matrix:
         rows = np.asarray(key, dtype=np.int64)
         parts = []
         for start in range(0, len(self), BATCH_ROWS):
-            inside = rows[(rows >= start) & (rows < start + BATCH_ROWS)]
+            stop = min(start + BATCH_ROWS, len(self))
+            inside = _rows_in(rows, start, stop)
             if len(inside):
-                parts.append(self._read(start, min(start + BATCH_ROWS, len(self)))[inside - start])
+                parts.append(self._read(start, stop)[inside])
         return np.concatenate(parts) if parts else np.empty((0, *self.shape[1:]), self.dtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -264,10 +265,12 @@ def take_parquet(
 ) -> pd.DataFrame:
     """Rows at the given sorted, unique positions of a Parquet file, read in batches (bounded memory)."""
     parts, offset = [], 0
-    for batch in iter_parquet(path, columns):
-        inside = rows[(rows >= offset) & (rows < offset + len(batch))] - offset
-        if len(inside):
-            parts.append(batch.iloc[inside])
+    for batch in iter_parquet(path, columns):  # yields at least one (maybe empty) frame
+        parts.append(batch.iloc[_rows_in(rows, offset, offset + len(batch))])
         offset += len(batch)
-    first = parts or [batch.iloc[:0]]
-    return pd.concat(first, ignore_index=True)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _rows_in(rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The positions among ``rows`` that fall in ``[start, stop)``, counted from ``start``."""
+    return rows[(rows >= start) & (rows < stop)] - start
