@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mlpipe import evaluate, features, io, preprocess, train
+from mlpipe import features, io, metrics, preprocess, train
 
 keras = pytest.importorskip("keras")
 from mlpipe.model import build_model, load_model, predict  # noqa: E402
@@ -75,8 +75,8 @@ def test_model_learns_and_beats_the_mean(workdir):
     test = io.read_parquet(workdir / "splits" / "test.parquet")
     y = features.target(test, prep)
     predicted = predict(load_model(out / "model"), features.transform(test, prep))
-    model_rmse = evaluate.regression_metrics(y, predicted)["rmse"]
-    mean_rmse = evaluate.regression_metrics(y, np.full_like(y, y.mean()))["rmse"]
+    model_rmse = metrics.regression_metrics(y, predicted)["rmse"]
+    mean_rmse = metrics.regression_metrics(y, np.full_like(y, y.mean()))["rmse"]
     assert model_rmse < 0.5 * mean_rmse
     summary = io.read_json(out / "live" / "metrics.json")
     assert summary["epochs_run"] > summary["best_epoch"] >= 1
@@ -165,7 +165,7 @@ def test_two_workers_on_loopback_train_a_model_as_good_as_one_process(workdir):
     test = io.read_parquet(workdir / "splits" / "test.parquet")
     x, y = features.transform(test, prep), features.target(test, prep)
     rmse = {
-        name: evaluate.regression_metrics(y, predict(load_model(folder / "model"), x))["rmse"]
+        name: metrics.regression_metrics(y, predict(load_model(folder / "model"), x))["rmse"]
         for name, folder in (("single", single), ("distributed", workdir / "worker0"))
     }
     assert rmse["distributed"] == pytest.approx(rmse["single"], rel=0.1), rmse

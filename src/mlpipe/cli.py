@@ -90,6 +90,7 @@ def _serve(args: argparse.Namespace) -> None:
         route_key=args.route_key,
         max_body_bytes=args.max_body_bytes,
         max_batch=args.max_batch,
+        scoring_threads=args.scoring_threads,
     )
     log_file = open(args.log, "a", encoding="utf-8", buffering=1) if args.log else None  # noqa: SIM115
     try:
@@ -222,6 +223,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413")
     serve.add_argument("--max-batch", type=int, default=10_000, help="larger batches get 413")
     serve.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per model (default: 1)")
+    serve.add_argument(
+        "--scoring-threads",
+        type=int,
+        default=2,
+        help="batches of over 64 records scored at once, off the event loop (default: 2)",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
 

@@ -48,3 +48,9 @@ def class_indices(output: np.ndarray, threshold: float) -> np.ndarray:
     probable class."""
     output = np.asarray(output)
     return (output >= threshold).astype(np.int64) if output.ndim == 1 else output.argmax(axis=1)
+
+
+def class_probabilities(output: np.ndarray) -> np.ndarray:
+    """``(n, k)`` probabilities from a model output: a binary positive-class column or ``(n, k)``."""
+    output = np.asarray(output, dtype=np.float64)
+    return np.column_stack([1 - output, output]) if output.ndim == 1 else output

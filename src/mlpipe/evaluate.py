@@ -32,96 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe import decisions, features, io
+from mlpipe import features, io, metrics, plots
 from mlpipe.params import EvaluateParams, load_params
 from mlpipe.stage import run
 
 log = logging.getLogger("mlpipe.evaluate")
 
 Predict = Callable[[np.ndarray], np.ndarray]
-
-
-def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE and R² of ``predicted`` against ``actual`` (same units as the target).
-
-    Raises:
-        ValueError: if the arrays differ in length or are empty.
-    """
-    actual = np.asarray(actual, dtype=np.float64)
-    predicted = np.asarray(predicted, dtype=np.float64)
-    if actual.shape != predicted.shape or actual.size == 0:
-        raise ValueError(f"need two non-empty arrays of one shape, got {actual.shape} and {predicted.shape}")
-    error = predicted - actual
-    total = float(np.sum((actual - actual.mean()) ** 2))
-    return {
-        "mae": float(np.mean(np.abs(error))),
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "r2": 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan"),
-    }
-
-
-def class_probabilities(output: np.ndarray) -> np.ndarray:
-    """``(n, k)`` probabilities from a model output: a binary positive-class column or ``(n, k)``."""
-    output = np.asarray(output, dtype=np.float64)
-    return np.column_stack([1 - output, output]) if output.ndim == 1 else output
-
-
-def classification_metrics(
-    actual: np.ndarray, output: np.ndarray, classes: list[Any], threshold: float
-) -> dict[str, Any]:
-    """Accuracy, weighted and per-class precision/recall/F1, ROC-AUC, PR-AUC, log loss and Brier.
-
-    Args:
-        actual: Class indices into ``classes``.
-        output: The model's output: positive-class probabilities (binary) or ``(n, k)``.
-        classes: The class labels, in output order.
-        threshold: The binary decision threshold.
-
-    Raises:
-        ValueError: if the arrays differ in length or are empty.
-    """
-    from sklearn import metrics as skm
-
-    actual = np.asarray(actual, dtype=np.int64)
-    proba = class_probabilities(output)
-    if actual.size == 0 or proba.shape != (len(actual), len(classes)):
-        raise ValueError(
-            f"need {len(classes)} probabilities for each of {actual.size} (>0) rows, got {proba.shape}"
-        )
-    labels = list(range(len(classes)))
-    predicted = decisions.class_indices(output, threshold)
-    onehot = np.eye(len(classes))[actual]
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        actual, predicted, labels=labels, zero_division=0
-    )
-    weighted = skm.precision_recall_fscore_support(
-        actual, predicted, labels=labels, average="weighted", zero_division=0
-    )
-    present = len(np.unique(actual)) == len(classes)
-    if len(classes) == 2:
-        roc_auc = skm.roc_auc_score(actual, proba[:, 1]) if present else float("nan")
-        pr_auc = skm.average_precision_score(actual, proba[:, 1])
-    else:
-        roc_auc = (
-            skm.roc_auc_score(actual, proba, multi_class="ovr", average="weighted", labels=labels)
-            if present
-            else float("nan")
-        )
-        pr_auc = skm.average_precision_score(onehot, proba, average="weighted")
-    return {
-        "accuracy": float(skm.accuracy_score(actual, predicted)),
-        "precision_weighted": float(weighted[0]),
-        "recall_weighted": float(weighted[1]),
-        "f1_weighted": float(weighted[2]),
-        "roc_auc": float(roc_auc),
-        "pr_auc": float(pr_auc),
-        "log_loss": float(skm.log_loss(actual, np.clip(proba, 1e-15, 1), labels=labels)),
-        "brier": float(np.mean(np.sum((proba - onehot) ** 2, axis=1)) / (2 if len(classes) == 2 else 1)),
-        "per_class": {
-            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
-        },
-    }
 
 
 def fit_baselines(
@@ -177,15 +94,6 @@ def in_batches(predict: Predict, x: np.ndarray, batch_rows: int | None = None) -
     return np.concatenate([predict(np.asarray(x[i : i + step])) for i in range(0, len(x), step)])
 
 
-def score(
-    task: str, actual: np.ndarray, output: np.ndarray, prep: features.Preprocessor, threshold: float
-) -> dict:
-    """The task's metrics of one model's output."""
-    if task == "regression":
-        return regression_metrics(actual, output)
-    return classification_metrics(actual, output, list(prep.classes or ()), threshold)
-
-
 class RawModel:
     """Raw records in, model output out: the preprocessor and the network as one estimator."""
 
@@ -200,11 +108,6 @@ class RawModel:
         return self._predict(features.transform(frame, self.prep))
 
 
-def importance_metric(task: str) -> str:
-    """The loss whose increase measures a column's importance: RMSE, or log loss for classification."""
-    return "rmse" if task == "regression" else "log_loss"
-
-
 def permutation_importance(
     model: RawModel, frame: pd.DataFrame, actual: np.ndarray, repeats: int, seed: int, threshold: float = 0.5
 ) -> dict[str, dict[str, float]]:
@@ -217,13 +120,14 @@ def permutation_importance(
     from sklearn.inspection import permutation_importance as sk_permutation_importance
 
     task = model.prep.task
-    metric = importance_metric(task)
+    metric = metrics.importance_metric(task)
     columns = model.prep.input_columns
+    classes = model.prep.classes or ()
     result = sk_permutation_importance(
         model,
         frame[columns],
         actual,
-        scoring=lambda est, x, y: -score(task, y, est.predict(x), model.prep, threshold)[metric],
+        scoring=lambda est, x, y: -metrics.score(task, y, est.predict(x), classes, threshold)[metric],
         n_repeats=repeats,
         random_state=seed,
         n_jobs=1,
@@ -234,101 +138,42 @@ def permutation_importance(
     }
 
 
-def _figure(folder: Path, name: str, draw: Callable[[Any], None]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    draw(ax)
-    ax.set_title(name.replace("_", " "))
-    fig.tight_layout()
-    fig.savefig(folder / f"{name}.png", metadata={"Software": None})
-    plt.close(fig)
-
-
-def write_plots(folder: Path, actual: np.ndarray, predicted: np.ndarray) -> None:
-    """Regression plot data for ``dvc plots`` and the same two plots as PNG images."""
-    residual = predicted - actual
-    pd.DataFrame({"actual": actual, "predicted": predicted, "residual": residual}).to_csv(
-        folder / "predictions.csv", index=False, float_format="%.4f"
-    )
-    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
-
-    def scatter(x: np.ndarray, y: np.ndarray, line: tuple, xlabel: str, ylabel: str) -> Callable[[Any], None]:
-        def draw(ax: Any) -> None:
-            ax.scatter(x, y, s=6, alpha=0.4)
-            ax.plot(*line, color="black", linewidth=1)
-            ax.set(xlabel=xlabel, ylabel=ylabel)
-
-        return draw
-
-    _figure(
-        folder,
-        "predicted_vs_actual",
-        scatter(actual, predicted, ([low, high], [low, high]), "actual", "predicted"),
-    )
-    _figure(
-        folder,
-        "residuals",
-        scatter(predicted, residual, ([low, high], [0, 0]), "predicted", "predicted - actual"),
-    )
-
-
-def write_classification_plots(
-    folder: Path, actual: np.ndarray, output: np.ndarray, classes: list[Any], threshold: float
-) -> None:
-    """Confusion matrix, ROC, precision-recall and calibration: CSV for ``dvc plots``, and PNG.
-
-    Curves are for the positive class (binary) or micro-averaged over the classes (multiclass).
-    """
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
-
-    names = [str(c) for c in classes]
-    predicted = decisions.class_indices(output, threshold)
-    proba = class_probabilities(output)
-    pd.DataFrame({"actual": [names[i] for i in actual], "predicted": [names[i] for i in predicted]}).to_csv(
-        folder / "predictions.csv", index=False
-    )
-    if len(classes) == 2:
-        truth, scores = actual == 1, proba[:, 1]
-    else:
-        truth, scores = np.eye(len(classes))[actual].ravel() == 1, proba.ravel()
-    fpr, tpr, _ = roc_curve(truth, scores)
-    precision, recall, _ = precision_recall_curve(truth, scores)
-    observed, expected = calibration_curve(truth, scores, n_bins=10, strategy="quantile")
-    tables = {
-        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
-        "precision_recall": pd.DataFrame({"recall": recall, "precision": precision}),
-        "calibration": pd.DataFrame({"predicted": expected, "observed": observed}),
+def scores(
+    task: str,
+    actual: np.ndarray,
+    output: np.ndarray,
+    baselines: dict[str, np.ndarray],
+    classes: Sequence[Any],
+    threshold: float,
+    noise_floor: float | None = None,
+) -> dict[str, Any]:
+    """The metrics file's scores: the model's and each baseline's, the model's loss over the linear and
+    boosting baselines', and (regression on demo data) each RMSE over the noise floor."""
+    result: dict[str, Any] = {
+        "model": metrics.score(task, actual, output, classes, threshold),
+        "baselines": {
+            name: metrics.score(task, actual, values, classes, threshold)
+            for name, values in baselines.items()
+        },
     }
-    for name, table in tables.items():
-        table.to_csv(folder / f"{name}.csv", index=False, float_format="%.4f")
-    matrix = confusion_matrix(actual, predicted, labels=list(range(len(classes))))
+    loss = metrics.importance_metric(task)
+    for name in ("linear", "hgb"):
+        result[f"model_{loss}_over_{name}"] = result["model"][loss] / result["baselines"][name][loss]
+    if noise_floor is not None and task == "regression":
+        result["noise_floor_rmse"] = noise_floor
+        for entry in (result["model"], *result["baselines"].values()):
+            entry["rmse_over_noise_floor"] = entry["rmse"] / noise_floor
+    return result
 
-    def confusion(ax: Any) -> None:
-        ax.imshow(matrix, cmap="Blues")
-        for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center")
-        ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names)
-        ax.set(xlabel="predicted", ylabel="actual")
 
-    def curve(x: str, y: str, diagonal: bool) -> Callable[[Any], None]:
-        def draw(ax: Any) -> None:
-            table = next(t for t in tables.values() if x in t and y in t)
-            ax.plot(table[x], table[y])
-            if diagonal:
-                ax.plot([0, 1], [0, 1], color="black", linewidth=1, linestyle=":")
-            ax.set(xlabel=x, ylabel=y, xlim=(0, 1), ylim=(0, 1.02))
-
-        return draw
-
-    _figure(folder, "confusion_matrix", confusion)
-    _figure(folder, "roc", curve("fpr", "tpr", True))
-    _figure(folder, "precision_recall", curve("recall", "precision", False))
-    _figure(folder, "calibration", curve("predicted", "observed", True))
+def summary(task: str, result: dict[str, Any]) -> str:
+    """One log line: the model's loss against the linear and boosting baselines'."""
+    loss = metrics.importance_metric(task)
+    line = f"test {loss} {result['model'][loss]:.4f} (linear {result['baselines']['linear'][loss]:.4f}, "
+    line += f"hgb {result['baselines']['hgb'][loss]:.4f})"
+    if "noise_floor_rmse" in result:
+        line += f"; {result['model']['rmse_over_noise_floor']:.3f} x noise floor"
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -346,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     all_params = load_params(args.params)
     params, seed = all_params.evaluate, all_params.base.seed
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
-    task = prep.task
+    task, classes = prep.task, list(prep.classes or ())
     x_train, y_train = io.load_split(args.splits, "train")
     x_test, y_test_map = io.load_split(args.splits, "test")
     y_test = np.asarray(y_test_map)
@@ -356,31 +201,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     network = load_model(args.model)
     output = predict(network, x_test)  # in batches, read from the file as it goes
     fit_rows = sample(len(x_train), params.baseline_rows, seed, 1)
-    x_fit, y_fit = np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows])
-    baselines = fit_baselines(x_fit, y_fit, params, seed, task)
-    metrics: dict[str, Any] = {
-        "test_rows": len(y_test),
-        "rows": {
-            "model": len(y_test),
-            "baselines_fit": len(fit_rows),
-            "baselines_scored": len(y_test),
-            "importance": min(len(y_test), params.importance_rows),
-            "plots": min(len(y_test), params.plot_rows),
-        },
-        "model": score(task, y_test, output, prep, params.threshold),
-        "baselines": {
-            name: score(task, y_test, in_batches(b, x_test), prep, params.threshold)
-            for name, b in baselines.items()
-        },
-    }
-    loss = importance_metric(task)
-    for name in ("linear", "hgb"):
-        metrics[f"model_{loss}_over_{name}"] = metrics["model"][loss] / metrics["baselines"][name][loss]
-    if args.noise_floor and task == "regression":
-        floor = float(io.read_json(args.noise_floor)["noise_floor_rmse"])
-        metrics["noise_floor_rmse"] = floor
-        for scores in (metrics["model"], *metrics["baselines"].values()):
-            scores["rmse_over_noise_floor"] = scores["rmse"] / floor
+    baselines = fit_baselines(
+        np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows]), params, seed, task
+    )
+    floor = float(io.read_json(args.noise_floor)["noise_floor_rmse"]) if args.noise_floor else None
+    result = scores(
+        task,
+        y_test,
+        output,
+        {name: in_batches(b, x_test) for name, b in baselines.items()},
+        classes,
+        params.threshold,
+        floor,
+    )
+    rows = {"model": len(y_test), "baselines_fit": len(fit_rows), "baselines_scored": len(y_test)}
+    rows["importance"] = min(len(y_test), params.importance_rows)
+    rows["plots"] = min(len(y_test), params.plot_rows)
+    result = {"test_rows": len(y_test), "rows": rows, **result}
 
     shuffled = sample(len(y_test), params.importance_rows, seed, 2)
     importance = permutation_importance(
@@ -394,23 +231,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     drawn = sample(len(y_test), params.plot_rows, seed, 3)
     with io.atomic_path(args.plots, directory=True) as tmp:
         if task == "regression":
-            write_plots(tmp, y_test[drawn].astype(np.float64), output[drawn].astype(np.float64))
+            plots.regression(tmp, y_test[drawn].astype(np.float64), output[drawn].astype(np.float64))
         else:
-            write_classification_plots(
-                tmp, y_test[drawn], output[drawn], list(prep.classes or ()), params.threshold
-            )
+            plots.classification(tmp, y_test[drawn], output[drawn], classes, params.threshold)
     io.write_json(args.importance, importance)
-    io.write_json(args.metrics, metrics)
-    log.info(
-        "test %s %.4f (linear %.4f, hgb %.4f)%s",
-        loss,
-        metrics["model"][loss],
-        metrics["baselines"]["linear"][loss],
-        metrics["baselines"]["hgb"][loss],
-        f"; {metrics['model']['rmse_over_noise_floor']:.3f} x noise floor"
-        if "noise_floor_rmse" in metrics
-        else "",
-    )
+    io.write_json(args.metrics, result)
+    log.info("%s", summary(task, result))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from tests.serving.conftest import run_package
 
-from mlpipe import bundle, features, io, package
+from mlpipe import bundle, features, gate, io, lineage, package
 from mlpipe.errors import PipelineError
 from mlpipe.params import GateParams
 
@@ -35,17 +35,17 @@ def gate_params(**overrides) -> GateParams:
 
 
 def test_gate_passes_a_model_that_beats_every_margin():
-    verdict = package.gate(EVALUATION, gate_params(), parity={"onnx": 1e-6, "saved_model": 0.0})
+    verdict = gate.verdict(EVALUATION, gate_params(), parity={"onnx": 1e-6, "saved_model": 0.0})
     assert verdict["passed"] is True
     assert verdict["checks"]["rmse_improvement_over_linear"]["value"] == pytest.approx(1 - 0.42 / 0.52)
-    assert package.failures(verdict) == []
+    assert gate.failures(verdict) == []
 
 
 def test_gate_names_each_failed_check():
     params = gate_params(min_improvement={"linear": 0.3}, min={"r2": 0.95})
-    verdict = package.gate(EVALUATION, params, parity={"onnx": 1e-6, "saved_model": 1e-3})
+    verdict = gate.verdict(EVALUATION, params, parity={"onnx": 1e-6, "saved_model": 1e-3})
     assert verdict["passed"] is False
-    failed = package.failures(verdict)
+    failed = gate.failures(verdict)
     assert failed == [
         "rmse_improvement_over_linear = 0.1923 < min 0.3",
         "r2 = 0.9 < min 0.95",
@@ -55,9 +55,9 @@ def test_gate_names_each_failed_check():
 
 def test_gate_refuses_an_unknown_baseline_or_metric():
     with pytest.raises(PipelineError, match=r"package.gate.min_improvement.forest: no such baseline"):
-        package.gate(EVALUATION, gate_params(min_improvement={"forest": 0.1}), parity={"onnx": 0.0})
+        gate.verdict(EVALUATION, gate_params(min_improvement={"forest": 0.1}), parity={"onnx": 0.0})
     with pytest.raises(PipelineError, match=r"package.gate.max.rmsle: evaluate reports no such metric"):
-        package.gate(EVALUATION, gate_params(max={"rmsle": 1.0}), parity={"onnx": 0.0})
+        gate.verdict(EVALUATION, gate_params(max={"rmsle": 1.0}), parity={"onnx": 0.0})
 
 
 def test_input_schema_takes_ranges_from_the_contract_and_levels_from_training(built: Path, params):
@@ -80,13 +80,13 @@ def test_lineage_reads_the_lock_and_refuses_a_stale_one(tmp_path: Path):
         + str(out)
         + "\n      md5: 99914b932bd37a50b983c5e7c90ae93b\n"
     )
-    read = package.read_lock(lock)
-    assert package.lineage(read, "package", lock) == {str(out): "99914b932bd37a50b983c5e7c90ae93b"}
+    read = lineage.read_lock(lock)
+    assert lineage.outputs(read, "package", lock) == {str(out): "99914b932bd37a50b983c5e7c90ae93b"}
     out.write_text("{ }")
     with pytest.raises(PipelineError, match="stale"):
-        package.lineage(read, "package", lock)
+        lineage.outputs(read, "package", lock)
     with pytest.raises(PipelineError, match="run this stage with `dvc repro`"):
-        package.read_lock(tmp_path / "missing.lock")
+        lineage.read_lock(tmp_path / "missing.lock")
 
 
 def test_code_files_are_the_modules_the_stage_imports_and_the_lock_names(tmp_path: Path):
@@ -98,14 +98,23 @@ def test_code_files_are_the_modules_the_stage_imports_and_the_lock_names(tmp_pat
     lock.write_text("stages:\n  train:\n    deps:\n    - path: src/mlpipe/train.py\n      md5: x\n")
     script = (
         "import json, sys\n"
-        "from mlpipe import package, savedmodel, predictor, model\n"
-        f"print(json.dumps(package.code_files(package.read_lock(__import__('pathlib').Path({str(lock)!r})))))\n"
+        "from mlpipe import lineage, package, savedmodel, predictor, model\n"
+        f"print(json.dumps(lineage.code_files(lineage.read_lock(__import__('pathlib').Path({str(lock)!r})))))\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     names = {Path(f).name for f in json.loads(run.stdout)}
-    assert {"package.py", "onnx_graph.py", "savedmodel.py", "predictor.py", "train.py"} <= names
+    assert {
+        "package.py",
+        "gate.py",
+        "lineage.py",
+        "card.py",
+        "onnx_graph.py",
+        "savedmodel.py",
+        "predictor.py",
+        "train.py",
+    } <= names
     assert not names & {"server.py", "cli.py", "batch.py", "registry.py"}  # serving edits change nothing
 
 
@@ -133,9 +142,9 @@ def test_the_revision_is_the_last_commit_of_those_files(tmp_path: Path, monkeypa
     git("commit", "-qm", "docs")
     monkeypatch.chdir(tmp_path)
     files = [str(tmp_path / "code.py")]
-    assert package.git_revision(files) == {"revision": code_commit, "dirty": False}
+    assert lineage.git_revision(files) == {"revision": code_commit, "dirty": False}
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert package.git_revision(files) == {"revision": code_commit, "dirty": True}
+    assert lineage.git_revision(files) == {"revision": code_commit, "dirty": True}
 
 
 def test_bundle_holds_the_files_metadata_and_card(built: Path):
@@ -206,5 +215,5 @@ def test_a_lambda_layer_is_refused_for_export():
 
 def test_parity_is_absolute_below_one_and_relative_above():
     keras_out = np.array([0.5, 200.0])
-    assert package.parity_difference(keras_out + [1e-6, 0.0], keras_out) == pytest.approx(1e-6)
-    assert package.parity_difference(keras_out + [0.0, 2e-3], keras_out) == pytest.approx(1e-5)
+    assert gate.parity_difference(keras_out + [1e-6, 0.0], keras_out) == pytest.approx(1e-6)
+    assert gate.parity_difference(keras_out + [0.0, 2e-3], keras_out) == pytest.approx(1e-5)

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from mlpipe import features, fitting, onnx_graph, plan, savedmodel
 from mlpipe.errors import PipelineError
+from mlpipe.gate import parity_difference
 from mlpipe.model import dense_weights, predict
-from mlpipe.package import parity_difference
 from mlpipe.params import PreprocessParams
 
 RECORDS_PER_TASK = 2000

@@ -169,3 +169,33 @@ def test_a_tampered_bundle_never_becomes_ready(built: Path, tmp_path: Path, reco
             time.sleep(0.2)
         assert client.post("/predict", json=record).status_code == 503
         assert client.get("/metadata").status_code == 503
+
+
+def test_huge_invalid_batches_deep_records_and_long_values_get_bounded_answers(
+    built: Path, tmp_path: Path, record: dict
+):
+    log = tmp_path / "predictions.jsonl"
+    with serving("--bundle", str(built / "bundle"), "--log", str(log)) as client:
+        empty = client.post("/predict", json=[{}] * 10_000)  # scored in a worker thread
+        schema = client.get("/metadata").json()["champion"]["inputs"]
+        inputs = list(schema)
+        strict = next(name for name, spec in schema.items() if spec.get("unknown") == "error")
+        assert empty.status_code == 422
+        assert len(empty.json()["detail"]) == 100 and empty.json()["problems"] == 10_000 * len(inputs)
+        assert empty.json()["detail"][0] == {"row": 0, "field": inputs[0], "message": "missing field"}
+
+        long_value = client.post("/predict", json={**record, strict: "x" * 900_000})
+        assert long_value.status_code == 422 and len(long_value.content) < 1000
+        assert long_value.json()["detail"][0]["message"].startswith("unknown category 'xxx")
+
+        nested: object = 1
+        for _ in range(300):  # JSON reads it, but orjson cannot write it back
+            nested = [nested]
+        deep = client.post("/predict", json={**record, "extra": nested})
+        assert deep.status_code == 200
+        line = json.loads(log.read_text().splitlines()[-1])
+        assert line["record"] is None and "recursion" in line["record_error"].lower()
+        assert line["prediction"] == deep.json()["prediction"]
+
+        many = client.post("/predict", json=[record] * 500)  # a valid batch off the event loop
+        assert many.status_code == 200 and len(many.json()["predictions"]) == 500

@@ -45,6 +45,12 @@ class FieldError:
         return self.located("all rows" if self.row is None else f"row {self.row}")
 
 
+def quoted(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a bad value is named, never echoed whole."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def summarise(problems: Sequence[str]) -> str:
     """The first problems joined on one line, and how many more there are."""
     more = len(problems) - MAX_REPORTED
@@ -205,7 +211,7 @@ def _check_text(field: Field, column: _Column) -> list[FieldError]:
         return []
     known = ", ".join(sorted(field.categories))
     return [
-        FieldError(row, field.name, f"unknown category {value!r} (known: {known})")
+        FieldError(row, field.name, f"unknown category {quoted(value)} (known: {known})")
         for row, value in enumerate(column.values.tolist())
         if value in unknown and (column.bad is None or not column.bad[row])
     ]
@@ -273,7 +279,7 @@ def _from_frame(field: Field, series: Any) -> _Column:
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             parsed = pd.to_numeric(series.astype("str").where(~missing), errors="coerce")
             unparsed = parsed.isna().to_numpy() & ~missing
-            problems = [(int(i), f"not a number: {series.iloc[i]!r}") for i in np.flatnonzero(unparsed)]
+            problems = [(int(i), f"not a number: {quoted(series.iloc[i])}") for i in np.flatnonzero(unparsed)]
             values = parsed.to_numpy(np.float64, na_value=np.nan)
             return _missing_checked(field, values, missing, problems, unparsed)
     return _missing_checked(field, series.to_numpy(dtype=np.float64, na_value=np.nan), missing, problems)
