@@ -215,3 +215,32 @@ def test_the_tf_dataset_yields_exactly_the_seeded_batches():
     np.testing.assert_array_equal(
         np.concatenate(second_pass), np.concatenate([b[1] for b in batches.one_pass(1)])
     )
+
+
+def test_the_multiworker_schedule_stops_and_lowers_the_rate_where_keras_callbacks_do(params_dict):
+    """The custom loop's schedule against Keras' own callbacks, fed the same validation losses."""
+    from mlpipe.params import parse_params
+    from mlpipe.scale.multiworker import Schedule
+
+    values = {**params_dict["train"], "patience": 4, "lr_patience": 2, "lr_factor": 0.5, "min_lr": 1e-4}
+    params = parse_params({**params_dict, "train": values}).train
+    rng = np.random.default_rng(0)
+    losses = [*(1.0 - 0.05 * np.arange(10)), *(0.55 + rng.normal(0, 0.01, 30))]  # falls, then stalls
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=values["learning_rate"]), loss="mse")
+    keras_callbacks = train.callbacks(params)
+    for callback in keras_callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    schedule, rate = Schedule(params), values["learning_rate"]
+    for epoch, loss in enumerate(losses):
+        for callback in keras_callbacks:
+            callback.on_epoch_end(epoch, {"val_loss": loss})
+        _, new_rate, stop = schedule.after_epoch(loss, rate)
+        rate = new_rate if new_rate is not None else rate
+        assert rate == pytest.approx(float(model.optimizer.learning_rate.numpy()), rel=1e-6), epoch
+        assert stop == model.stop_training, epoch
+        if stop:
+            break
+    assert stop and epoch < len(losses) - 1  # the sequence did stall before its end
+    assert rate < values["learning_rate"]

@@ -1,4 +1,4 @@
-"""The ``mlpipe`` command.
+"""mlpipe: score, serve and version the models that the DVC pipeline (`dvc repro`) packages.
 
 Serving: ``mlpipe predict`` (batch scoring) and ``mlpipe serve`` (HTTP) take a bundle folder written
 by the package stage, verify it before loading, and never import TensorFlow.
@@ -14,8 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlpipe.errors import PipelineError
+from mlpipe.versions import commands as versions
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -106,85 +108,21 @@ def _serve(args: argparse.Namespace) -> None:
             log_file.close()
 
 
-def _register(args: argparse.Namespace) -> None:
-    from mlpipe import registry
-
-    project = registry.project(args.repo, args.pipeline)
-    tag = registry.register(project, args.ref, version=args.version, bump=args.bump)
-    print(f"mlpipe: registered {tag} (push it: git push origin {tag} && dvc push)", file=sys.stderr)
+def command(commands: Any, name: str, help: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` opens with its one-line help and any details."""
+    description = f"{help[0].upper()}{help[1:]}." + (f" {details}" if details else "")
+    return commands.add_parser(name, help=help, description=description)
 
 
-def _promote(args: argparse.Namespace) -> None:
-    from mlpipe import registry
-
-    project = registry.project(args.repo, args.pipeline)
-    version = registry.promote(project, args.version, args.stage)
-    print(f"mlpipe: {project.artifact} {version} is now in {args.stage}", file=sys.stderr)
-
-
-def _rollback(args: argparse.Namespace) -> None:
-    from mlpipe import registry
-
-    project = registry.project(args.repo, args.pipeline)
-    version = registry.rollback(project, args.stage, args.to)
-    print(f"mlpipe: {args.stage} rolled back to {project.artifact} {version}", file=sys.stderr)
-
-
-def _compare(args: argparse.Namespace) -> None:
-    from mlpipe import registry
-
-    project = registry.project(args.repo, args.pipeline)
-    old, new = (registry.version_tag(project, v) for v in (args.old, args.new))
-    rows = registry.diff_table(project, old, new)
-    width = max([len(f"{p}  {k}") for p, k, *_ in rows] + [10])
-    print(f"{'metric':<{width}}  {old:>22}  {new:>22}  {'change':>12}")
-    for path, key, a, b, change in rows:
-        shown = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in (a, b)]
-        delta = f"{change:+.6g}" if change is not None else "-"
-        print(f"{path + '  ' + key:<{width}}  {shown[0]:>22}  {shown[1]:>22}  {delta:>12}")
-    result = registry.compare_revisions(project, old, new)
-    print(result.describe())
-    if result.worse:
-        tolerance = project.params.registry.tolerance
-        raise registry.RegistryError(f"{new} is worse than {old} beyond the tolerance {tolerance:g}")
-
-
-def _fetch(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from mlpipe import registry
-
-    project = registry.project(args.repo, args.pipeline)
-    out = registry.fetch(project, args.version, Path(args.output))
-    print(f"mlpipe: {project.artifact} {args.version} verified in {out}", file=sys.stderr)
-
-
-def _gc(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from mlpipe import registry
-
-    registry.gc(Path(args.repo).resolve(), [a for a in args.dvc_args if a != "--"], remote=args.remote)
-
-
-def _sweep(args: argparse.Namespace) -> None:
-    from mlpipe import registry, sweep
-
-    project = registry.project(args.repo, args.pipeline)
-    commands = sweep.queue(project.root, args.file, pipeline=project.pipeline, dry_run=args.dry_run)
-    for command in commands:
-        print(" ".join(command[2:]))
-    done = "checked (dry run)" if args.dry_run else "queued; run them with `dvc queue start -j 2`"
-    print(f"mlpipe: {len(commands)} experiments {done}", file=sys.stderr)
-
-
-def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(prog="mlpipe", description=__doc__.split("\n")[0])
-    commands = main_parser.add_subparsers(dest="command", required=True)
-
-    predict = commands.add_parser(
+def add_predict(commands: Any) -> None:
+    """``mlpipe predict``: batch scoring."""
+    predict = command(
+        commands,
         "predict",
-        help="score a CSV, Parquet or JSON-lines file (or, on a Dask cluster, a folder of them)",
+        "score a CSV, Parquet or JSON-lines file (or, on a Dask cluster, a folder of them)",
+        "Writes one prediction per input row, in input order, with the model's name and version;"
+        " a bad row stops the run with its line and field (or, with --skip-invalid, is reported"
+        " and left out).",
     )
     predict.add_argument(
         "input", help="input file: .csv, .parquet or .jsonl; with --scheduler/--cluster a folder or glob"
@@ -210,7 +148,17 @@ def parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(run=_predict)
 
-    serve = commands.add_parser("serve", help="serve predictions over HTTP")
+
+def add_serve(commands: Any) -> None:
+    """``mlpipe serve``: the HTTP service."""
+    serve = command(
+        commands,
+        "serve",
+        "serve predictions over HTTP",
+        "Endpoints: GET /health, GET /ready, GET /metadata, POST /predict (a record or an array of"
+        " them), docs at /docs. With --challenger, a share of the routing keys goes to the second"
+        " bundle.",
+    )
     serve.add_argument("--bundle", default="models/package", help="champion bundle (default: %(default)s)")
     serve.add_argument("--challenger", help="challenger bundle")
     serve.add_argument("--challenger-share", type=float, default=0.0, help="share of routing keys (0-1)")
@@ -232,60 +180,91 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
 
-    def repo_command(name: str, help: str, pipeline: bool = True) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help)
-        command.add_argument(
-            "--repo", default=".", help="the project's git repository (default: %(default)s)"
-        )
-        if not pipeline:  # a command on the whole repository
-            return command
-        command.add_argument(
+
+def repo_command(commands: Any, name: str, help: str, pipeline: bool = True) -> argparse.ArgumentParser:
+    """A subcommand that runs in the project's repository (and, by default, on one pipeline)."""
+    parsed = command(commands, name, help)
+    parsed.add_argument("--repo", default=".", help="the project's git repository (default: %(default)s)")
+    if pipeline:
+        parsed.add_argument(
             "--pipeline",
             default=".",
             help="folder of the pipeline (its dvc.yaml and params.yaml), e.g. pipelines/dropout",
         )
-        return command
+    return parsed
 
-    register = repo_command("register", help="register a new model version (refused if the gate failed)")
+
+def add_versions(commands: Any) -> None:
+    """The commands on model versions and experiments, in the repository."""
+    register = repo_command(
+        commands, "register", help="register a new model version (refused if the gate failed)"
+    )
     register.add_argument("--ref", default="HEAD", help="the commit to register (default: %(default)s)")
     register.add_argument("--version", help="the version, e.g. v1.0.0 (default: bump the latest)")
     register.add_argument(
         "--bump", choices=["major", "minor", "patch"], default="minor", help="without --version"
     )
-    register.set_defaults(run=_register)
+    register.set_defaults(run=versions.register)
 
-    promote = repo_command("promote", help="assign a stage to a version (refused if it regresses)")
+    promote = repo_command(commands, "promote", help="assign a stage to a version (refused if it regresses)")
     promote.add_argument("version", help="e.g. v2.0.0 or study-time@v2.0.0")
     promote.add_argument("--stage", default="prod", help="default: %(default)s")
-    promote.set_defaults(run=_promote)
+    promote.set_defaults(run=versions.promote)
 
-    rollback = repo_command("rollback", help="re-point a stage to the version it held before")
+    rollback = repo_command(commands, "rollback", help="re-point a stage to the version it held before")
     rollback.add_argument("--stage", default="prod", help="default: %(default)s")
     rollback.add_argument("--to", help="a specific earlier version")
-    rollback.set_defaults(run=_rollback)
+    rollback.set_defaults(run=versions.rollback)
 
-    compare = repo_command("compare", help="every metric of two versions; exit 1 if the second regressed")
+    compare = repo_command(
+        commands, "compare", help="every metric of two versions; exit 1 if the second regressed"
+    )
     compare.add_argument("old", help="version or git ref, e.g. v1.0.0")
     compare.add_argument("new", help="version or git ref, e.g. v2.0.0 or HEAD")
-    compare.set_defaults(run=_compare)
+    compare.set_defaults(run=versions.compare)
 
-    fetch = repo_command("fetch", help="download a version's bundle into a folder (HEAD does not move)")
+    fetch = repo_command(
+        commands, "fetch", help="download a version's bundle into a folder (HEAD does not move)"
+    )
     fetch.add_argument("version", help="e.g. v1.0.0")
     fetch.add_argument("-o", "--output", required=True, help="folder to create")
-    fetch.set_defaults(run=_fetch)
+    fetch.set_defaults(run=versions.fetch)
 
     gc = repo_command(
-        "gc", help="`dvc gc`, refused while a registered version's data is not on the remote", pipeline=False
+        commands,
+        "gc",
+        help="run `dvc gc`, refused while a registered version's data is not on the remote",
+        pipeline=False,
     )
     gc.add_argument("--remote", help="DVC remote to check (default: the default remote)")
     gc.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc gc, after --")
-    gc.set_defaults(run=_gc)
+    gc.set_defaults(run=versions.gc)
 
-    sweep = repo_command("sweep", help="queue a grid of experiments, every key checked first")
+    sweep = repo_command(commands, "sweep", help="queue a grid of experiments, every key checked first")
     sweep.add_argument("file", help="sweep file with a grid, e.g. sweeps/seed-grid.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="check and print, queue nothing")
-    sweep.set_defaults(run=_sweep)
+    sweep.set_defaults(run=versions.sweep)
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="mlpipe", description=" ".join(__doc__.replace("``", "`").split()), allow_abbrev=False
+    )
+    main_parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_predict(commands)
+    add_serve(commands)
+    add_versions(commands)
     return main_parser
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mlpipe")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

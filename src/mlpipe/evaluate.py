@@ -176,7 +176,7 @@ def summary(task: str, result: dict[str, Any]) -> str:
     return line
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlpipe.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
     parser.add_argument("--splits", required=True, help="preprocess's folder of splits")
@@ -186,7 +186,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     parser.add_argument("--importance", required=True, help="feature importance JSON to write")
     parser.add_argument("--plots", required=True, help="folder for plot data and PNG images")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
 
     all_params = load_params(args.params)
     params, seed = all_params.evaluate, all_params.base.seed

@@ -13,96 +13,16 @@ column, then one indicator per category level of each categorical column.
 
 from __future__ import annotations
 
-import ast
-import functools
-import operator
-from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlpipe import plan
+from mlpipe import formulas, plan
 from mlpipe.errors import PipelineError
 
 FORMAT_VERSION = 1
-
-_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-}
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
-
-
-@functools.lru_cache(maxsize=256)
-def parse_expression(name: str, text: str) -> ast.Expression:
-    """Parse a derived feature's formula: column names, numbers, ``+ - * /`` and brackets only.
-
-    Cached: every transform evaluates the same few formulas. Callers must not change the tree.
-
-    Raises:
-        PipelineError: naming the feature, if the formula uses anything else.
-    """
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError:
-        raise PipelineError(f"preprocess.derived.{name}: cannot parse {text!r}") from None
-    for node in ast.walk(tree):
-        allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, *_BINARY, *_UNARY)
-        is_number = isinstance(node, ast.Constant) and type(node.value) in (int, float)
-        if not (isinstance(node, allowed) or is_number):
-            raise PipelineError(
-                f"preprocess.derived.{name}: {ast.unparse(node) or type(node).__name__!r} is not"
-                " allowed (use column names, numbers, + - * / and brackets)"
-            )
-    return tree
-
-
-def expression_columns(name: str, text: str) -> list[str]:
-    """The column names a derived feature's formula reads, in first-use order."""
-    names = [n.id for n in ast.walk(parse_expression(name, text)) if isinstance(n, ast.Name)]
-    return list(dict.fromkeys(names))
-
-
-def fold_expression(name: str, text: str, columns: Mapping[str, Any]) -> Any:
-    """Apply a derived feature's formula to anything with arithmetic operators.
-
-    The one formula code path: numpy arrays here, and symbolic tensors when the packaged ONNX graph
-    and the TensorFlow export are built, so the three compute the same expression tree.
-
-    Args:
-        name: The derived feature (for error messages).
-        text: Its formula.
-        columns: Column name -> value supporting ``+ - * /`` and unary minus with floats.
-    """
-    return _walk(parse_expression(name, text), columns)
-
-
-def _walk(node: ast.AST, columns: Mapping[str, Any]) -> Any:
-    # A module-level function, not a closure: a recursive closure is a reference cycle that would
-    # keep every batch's columns alive until the garbage collector happens to run.
-    if isinstance(node, ast.Expression):
-        return _walk(node.body, columns)
-    if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_walk(node.left, columns), _walk(node.right, columns))
-    if isinstance(node, ast.UnaryOp):
-        return _UNARY[type(node.op)](_walk(node.operand, columns))
-    if isinstance(node, ast.Name):
-        return columns[node.id]
-    return float(node.value)  # type: ignore[attr-defined]
-
-
-def evaluate_expression(name: str, text: str, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """Compute a derived feature from float64 column arrays."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = fold_expression(name, text, columns)
-    return np.broadcast_to(np.asarray(result, dtype=np.float64), (len(next(iter(columns.values()))),))
 
 
 @dataclass(frozen=True)
@@ -179,7 +99,7 @@ class Preprocessor:
 
 def numeric_sources(numeric: list[str], derived: dict[str, str]) -> list[str]:
     """The raw columns read as numbers: the numeric columns, then those the derived formulas read."""
-    return list(dict.fromkeys([*numeric, *(c for n, t in derived.items() for c in expression_columns(n, t))]))
+    return list(dict.fromkeys([*numeric, *(c for n, t in derived.items() for c in formulas.columns(n, t))]))
 
 
 def numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -274,7 +194,7 @@ def lower(frame: pd.DataFrame, prep: Preprocessor) -> plan.Lowered:
     """The plan applied to a frame with numpy: features and the refused rows (no error raised)."""
     feature_plan = plan_of(prep)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return plan.lower(feature_plan, NumpyOps(), plan_inputs(frame, feature_plan), fold_expression)
+        return plan.lower(feature_plan, NumpyOps(), plan_inputs(frame, feature_plan), formulas.fold)
 
 
 def refusal_problems(

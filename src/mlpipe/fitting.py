@@ -22,16 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe import io, plan
+from mlpipe import formulas, io, plan
 from mlpipe.errors import PipelineError
-from mlpipe.features import (
-    Preprocessor,
-    evaluate_expression,
-    expression_columns,
-    numbers,
-    numeric_sources,
-    texts,
-)
+from mlpipe.features import Preprocessor, numbers, numeric_sources, texts
 from mlpipe.params import PreprocessParams
 
 
@@ -155,11 +148,11 @@ def check_roles(columns: list[str], params: PreprocessParams) -> None:
     for name, text in params.derived.items():
         if name in present:
             raise PipelineError(f"preprocess.derived.{name}: a column of that name already exists")
-        if not expression_columns(name, text):
+        if not formulas.columns(name, text):
             raise PipelineError(
                 f"preprocess.derived.{name}: {text!r} reads no column (a constant is no feature)"
             )
-        for column in expression_columns(name, text):
+        for column in formulas.columns(name, text):
             if column not in present:
                 raise PipelineError(f"preprocess.derived.{name}: column {column!r} is not in the data")
 
@@ -241,7 +234,7 @@ def _scan_batch(
         sources[name] = np.where(np.isnan(values), fill[name], values) if name in fill else values
     values = {name: sources[name] for name in params.numeric}
     for name, text in params.derived.items():
-        values[name] = evaluate_expression(name, text, sources) if len(batch) else np.empty(0)
+        values[name] = formulas.evaluate(name, text, sources) if len(batch) else np.empty(0)
     for name, array in values.items():
         finite = np.isfinite(array)
         scan.bad.setdefault(name, _Bad()).add(np.flatnonzero(~finite), offset)

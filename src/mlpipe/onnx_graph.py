@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mlpipe import features, plan
+from mlpipe import features, formulas, plan
 from mlpipe.errors import PipelineError
 
 OPSET = 21
@@ -202,7 +202,7 @@ def build(prep: features.Preprocessor, layers: list[DenseLayer], name: str) -> o
         feature_plan,
         ops,
         {i.name: _Tensor(graph, i.name) for i in feature_plan.inputs},
-        features.fold_expression,
+        formulas.fold,
     )
     out = _network(graph, lowered.features.name, layers)
     refused = plan.refused_rows(lowered, ops)

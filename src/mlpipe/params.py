@@ -3,6 +3,10 @@
 Every section is a frozen pydantic model that forbids unknown keys and has no silent defaults for
 what changes results, so a typo such as ``dvc exp run -S train.learning_rat=0.1`` (which DVC itself
 accepts, treeverse/dvc#5477) stops the stage at start-up with the key's full name.
+
+Longer than the ~300 lines a module is held to, on purpose: it is the schema of the whole
+``params.yaml``, one section per stage in stage order, so that every key, its type and its check
+are read in one place, next to the cross-section checks that tie them together.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def lower(plan: Plan, ops: Ops, inputs: Mapping[str, Any], fold: Fold) -> Lowere
         ops: The backend.
         inputs: Input name -> its ``[N, 1]`` tensor (float64 for numbers, strings for text).
         fold: ``(name, formula, columns) -> value``: the formula walker
-            (:func:`mlpipe.features.fold_expression`), passed in so that this module needs none.
+            (:func:`mlpipe.formulas.fold`), passed in so that this module needs none.
     """
     refusals: list[Refusal] = []
     columns: dict[str, Any] = {}

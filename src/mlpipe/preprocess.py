@@ -129,15 +129,64 @@ def write_matrices(
     return missing
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlpipe.preprocess", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
     parser.add_argument("--data", required=True, help="validated table (Parquet)")
     parser.add_argument("--out", required=True, help="folder for the splits and their matrices")
     parser.add_argument("--preprocessor", required=True, help="fitted preprocessor JSON to write")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def write_split_matrices(folder: Path, rows: dict[str, int], prep: features.Preprocessor) -> dict:
+    """Each split's feature and label matrices, next to its Parquet file in ``folder``; the
+    missing values per split and input column.
+
+    Raises:
+        PipelineError: naming the split, when a value cannot be transformed.
+    """
+    missing = {}
+    for name in SPLITS:
+        x_path, y_path = io.matrix_paths(folder, name)
+        x = io.MatrixSink(x_path, rows[name], len(prep.feature_names), np.float32)
+        y = io.MatrixSink(y_path, rows[name], None, np.float32 if prep.classes is None else np.int32)
+        try:
+            missing[name] = write_matrices(io.iter_parquet(folder / f"{name}.parquet"), prep, x, y)
+        except PipelineError as exc:
+            raise PipelineError(f"{name} split: {exc}") from None
+        finally:
+            x.close()
+            y.close()
+        x.finish()
+        y.finish()
+    return missing
+
+
+def split_metrics(
+    prep: features.Preprocessor,
+    rows: dict[str, int],
+    groups: dict[str, int],
+    missing: dict[str, dict[str, int]],
+    class_counts: np.ndarray | None,
+) -> dict[str, Any]:
+    """Rows and groups per split, the feature count, the imputation (missing values per input
+    column and split, and what they became) and, for classification, the training classes."""
+    metrics: dict[str, Any] = {name: {"rows": rows[name], "groups": groups[name]} for name in SPLITS}
+    metrics["n_features"] = len(prep.feature_names)
+    metrics["missing"] = {
+        column: {name: missing[name][column] for name in SPLITS}
+        for column in prep.input_columns
+        if any(missing[name][column] for name in SPLITS)
+    }
+    metrics["fill"] = {c: prep.fill[c] for c in metrics["missing"] if c in prep.fill}
+    if class_counts is not None:
+        metrics["classes"] = {str(c): int(n) for c, n in zip(prep.classes, class_counts, strict=True)}
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     all_params = load_params(args.params)
     params = all_params.preprocess
     table = fitting.ParquetTable(args.data)
@@ -156,34 +205,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     with io.atomic_path(args.out, directory=True) as tmp:
         rows = write_splits(Path(args.data), params.group, assignment, tmp)
         prep = fitting.fit(fitting.ParquetTable(tmp / "train.parquet"), params, nullable)
-        missing = {}
-        for name in SPLITS:
-            x_path, y_path = io.matrix_paths(tmp, name)
-            x = io.MatrixSink(x_path, rows[name], len(prep.feature_names), np.float32)
-            y = io.MatrixSink(y_path, rows[name], None, np.float32 if prep.classes is None else np.int32)
-            try:
-                missing[name] = write_matrices(io.iter_parquet(tmp / f"{name}.parquet"), prep, x, y)
-            except PipelineError as exc:
-                raise PipelineError(f"{name} split: {exc}") from None
-            finally:
-                x.close()
-                y.close()
-            x.finish()
-            y.finish()
+        missing = write_split_matrices(tmp, rows, prep)
         labels = np.asarray(io.Matrix(io.matrix_paths(tmp, "train")[1]))
         class_counts = np.bincount(labels, minlength=len(prep.classes)) if prep.classes else None
     io.write_json(args.preprocessor, prep.to_dict(), sort_keys=False)  # order = feature order
-    metrics: dict[str, Any] = {name: {"rows": rows[name], "groups": len(assignment[name])} for name in SPLITS}
-    metrics["n_features"] = len(prep.feature_names)
-    # Imputation, reported: missing values per input column and split, and what they became.
-    metrics["missing"] = {
-        column: {name: missing[name][column] for name in SPLITS}
-        for column in prep.input_columns
-        if any(missing[name][column] for name in SPLITS)
-    }
-    metrics["fill"] = {c: prep.fill[c] for c in metrics["missing"] if c in prep.fill}
-    if class_counts is not None:
-        metrics["classes"] = {str(c): int(n) for c, n in zip(prep.classes, class_counts, strict=True)}
+    groups = {name: len(assignment[name]) for name in SPLITS}
+    metrics = split_metrics(prep, rows, groups, missing, class_counts)
     io.write_json(args.metrics, metrics)
     log.info(
         "split %s rows; %d features",

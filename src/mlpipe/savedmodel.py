@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from mlpipe import features, plan
+from mlpipe import features, formulas, plan
 
 
 def signature_names(columns: list[str]) -> dict[str, str]:
@@ -93,7 +93,7 @@ class _RawRecordModel(tf.Module):
     def serve(self, inputs: dict[str, tf.Tensor]) -> dict[str, Any]:
         ops = TensorFlowOps()
         columns = {i.name: inputs[self.names[i.name]][:, None] for i in self.plan.inputs}
-        lowered = plan.lower(self.plan, ops, columns, features.fold_expression)
+        lowered = plan.lower(self.plan, ops, columns, formulas.fold)
         prediction = self.network(lowered.features, training=False)
         refused = plan.refused_rows(lowered, ops)
         if refused is not None:  # a refused row's output is NaN, as the plan says

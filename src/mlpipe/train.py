@@ -88,15 +88,50 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     return {k: float(len(labels) / (n_classes * c)) for k, c in enumerate(counts)}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlpipe.train", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file")
     parser.add_argument("--splits", required=True, help="preprocess's folder: train and val matrices")
     parser.add_argument("--preprocessor", required=True, help="fitted preprocessor JSON")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--live", required=True, help="DVCLive folder to write")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def fit_here(
+    build: Callable[[], Any], training: Any, validation: Any, params: TrainParams, steps: int, live: Any
+):
+    """Train on this machine alone; the model and its validation loss per epoch."""
+    from dvclive.keras import DVCLiveCallback
+
+    from mlpipe import feed
+
+    model = build()
+    history = model.fit(
+        feed.dataset(training, repeat=True),
+        steps_per_epoch=steps,
+        validation_data=feed.dataset(validation, repeat=False),
+        epochs=params.epochs,
+        shuffle=False,  # the batches are shuffled, seeded, as they are read
+        verbose=0,
+        callbacks=[*callbacks(params), DVCLiveCallback(live=live)],
+    )
+    return model, history.history["val_loss"]
+
+
+def summarise(live: Any, val_loss: list[float]) -> int:
+    """Record the best epoch, its validation loss and the epochs run; return the best epoch."""
+    best = min(range(len(val_loss)), key=val_loss.__getitem__)
+    if live is not None:
+        live.summary["best_epoch"] = best
+        live.summary["best_val_loss"] = float(val_loss[best])
+        live.summary["epochs_run"] = len(val_loss)
+        live.make_summary()
+    return best
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     all_params = load_params(args.params)
     params, seed = all_params.train, all_params.base.seed
     prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
@@ -109,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     from dvclive import Live
-    from dvclive.keras import DVCLiveCallback
 
     from mlpipe import feed
     from mlpipe.model import build_model, save_model
@@ -136,23 +170,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             epoch_log = logger(live) if live is not None else None
             model, val_loss = multiworker.fit(build, training, validation, params, steps, epoch_log)
         else:
-            model = build()
-            history = model.fit(
-                feed.dataset(training, repeat=True),
-                steps_per_epoch=steps,
-                validation_data=feed.dataset(validation, repeat=False),
-                epochs=params.epochs,
-                shuffle=False,  # the batches are shuffled, seeded, as they are read
-                verbose=0,
-                callbacks=[*callbacks(params), DVCLiveCallback(live=live)],
-            )
-            val_loss = history.history["val_loss"]
-        best = min(range(len(val_loss)), key=val_loss.__getitem__)
-        if live is not None:
-            live.summary["best_epoch"] = best
-            live.summary["best_val_loss"] = float(val_loss[best])
-            live.summary["epochs_run"] = len(val_loss)
-            live.make_summary()
+            model, val_loss = fit_here(build, training, validation, params, steps, live)
+        best = summarise(live, val_loss)
+        if writes:
             save_model(model, model_dir)
     score = (
         f"val RMSE {val_loss[best] ** 0.5:.4f}"

@@ -4,15 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import features, fitting
+from mlpipe import features, fitting, formulas
 from mlpipe.errors import PipelineError
 
 
 def test_expression_reads_columns_and_computes():
     text = "difficulty_level / (avg_focus_duration / 60) - -1"
-    assert features.expression_columns("r", text) == ["difficulty_level", "avg_focus_duration"]
+    assert formulas.columns("r", text) == ["difficulty_level", "avg_focus_duration"]
     cols = {"difficulty_level": np.array([6.0, 3.0]), "avg_focus_duration": np.array([30.0, 60.0])}
-    np.testing.assert_allclose(features.evaluate_expression("r", text, cols), [13.0, 4.0])
+    np.testing.assert_allclose(formulas.evaluate("r", text, cols), [13.0, 4.0])
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def test_expression_reads_columns_and_computes():
 )
 def test_expression_refuses_anything_but_arithmetic(text):
     with pytest.raises(PipelineError, match=r"preprocess\.derived\.bad"):
-        features.parse_expression("bad", text)
+        formulas.parse("bad", text)
 
 
 def test_fit_transform_scales_on_train_and_encodes(valid_frame, params):

@@ -4,7 +4,7 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
-from mlpipe import simulate
+from mlpipe import simulate, synthetic
 
 
 def read(path, table):
@@ -38,10 +38,10 @@ def test_target_is_the_documented_function_plus_noise(tmp_path, params):
         + tp["estimated_base_time"]
         * (0.6 + 0.25 * math.log1p(ratio))
         * math.exp(-0.1 * (row["energy_level"] - row["distraction_level"]))
-        * simulate.TIME_OF_DAY[row["time_of_day"]]
-        * simulate.METHOD[row["study_method"]]
-        * simulate.ENVIRONMENT[row["environment"]]
-        * simulate.CONTENT[tp["content_type"]]
+        * synthetic.TIME_OF_DAY[row["time_of_day"]]
+        * synthetic.METHOD[row["study_method"]]
+        * synthetic.ENVIRONMENT[row["environment"]]
+        * synthetic.CONTENT[tp["content_type"]]
         * (1 + 0.01 * (st["age"] - 25))
         + 0.08 * tp["prerequisites_count"]
         + 0.12 * row["breaks_taken"]

@@ -79,6 +79,80 @@ LOSSES = {
 }
 
 
+@dataclass
+class Schedule:
+    """Early stopping (with the best weights restored) and the learning-rate plateau rule, as Keras'
+    ``EarlyStopping`` and ``ReduceLROnPlateau`` apply them, for a custom training loop."""
+
+    params: TrainParams
+    best: float = math.inf
+    stall: int = 0
+    plateau_best: float = math.inf
+    plateau_wait: int = 0
+
+    def after_epoch(self, val_loss: float, rate: float) -> tuple[bool, float | None, bool]:
+        """Whether this epoch is the best so far, the new learning rate (None: unchanged), and
+        whether to stop."""
+        improved = val_loss < self.best
+        self.best, self.stall = (val_loss, 0) if improved else (self.best, self.stall + 1)
+        new_rate = None
+        if val_loss < self.plateau_best - PLATEAU_MIN_DELTA:
+            self.plateau_best, self.plateau_wait = val_loss, 0
+        else:
+            self.plateau_wait += 1
+            if self.plateau_wait >= self.params.lr_patience and rate > self.params.min_lr:
+                new_rate = max(rate * self.params.lr_factor, self.params.min_lr)
+                self.plateau_wait = 0
+        return improved, new_rate, self.stall >= self.params.patience
+
+
+def step_functions(strategy: Any, model: Any) -> tuple[Callable, Callable]:
+    """The distributed training and validation steps; each returns the summed loss and the rows."""
+    import keras
+    import tensorflow as tf
+
+    per_row = getattr(keras.losses, LOSSES[model.loss])(reduction=None)
+
+    def losses(x: Any, y: Any, training: bool) -> Any:
+        output = model(x, training=training)
+        return per_row(y if output.shape[-1] > 1 else tf.reshape(y, (-1, 1)), output)
+
+    def summed(total: Any, rows: Any) -> tuple[Any, Any]:
+        return strategy.reduce("SUM", total, axis=None), strategy.reduce("SUM", rows, axis=None)
+
+    @tf.function
+    def train_step(batch: tuple) -> tuple[Any, Any]:
+        def replica(x: Any, y: Any, weight: Any = None) -> tuple[Any, Any]:
+            with tf.GradientTape() as tape:
+                row_loss = losses(x, y, True)
+                weighted = row_loss if weight is None else row_loss * weight
+                loss = tf.nn.compute_average_loss(weighted)
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return tf.reduce_sum(weighted), tf.cast(tf.size(row_loss), tf.float32)
+
+        return summed(*strategy.run(replica, args=batch))
+
+    @tf.function
+    def val_step(batch: tuple) -> tuple[Any, Any]:
+        def replica(x: Any, y: Any) -> tuple[Any, Any]:
+            row_loss = losses(x, y, False)
+            return tf.reduce_sum(row_loss), tf.cast(tf.size(row_loss), tf.float32)
+
+        return summed(*strategy.run(replica, args=batch))
+
+    return train_step, val_step
+
+
+def mean_loss(step: Callable, batches: Any) -> float:
+    """The row-weighted mean loss of ``step`` over ``batches``."""
+    total = rows = 0.0
+    for batch in batches:
+        step_total, step_rows = step(batch)
+        total, rows = total + float(step_total), rows + float(step_rows)
+    return total / rows
+
+
 def fit(
     build: Callable[[], Any],
     training: Batches,
@@ -101,7 +175,8 @@ def fit(
     Returns:
         The model with the best epoch's weights, and the validation loss of every epoch.
     """
-    import keras
+    import itertools
+
     import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -110,65 +185,22 @@ def fit(
     with strategy.scope():
         model = build()
         model.optimizer.build(model.trainable_variables)
-    per_row = getattr(keras.losses, LOSSES[model.loss])(reduction=None)
+    train_step, val_step = step_functions(strategy, model)
     train_data = iter(strategy.experimental_distribute_dataset(dataset(training, True).with_options(options)))
     val_data = strategy.experimental_distribute_dataset(dataset(validation, False).with_options(options))
-
-    def losses(x: Any, y: Any, training: bool) -> Any:
-        output = model(x, training=training)
-        return per_row(y if output.shape[-1] > 1 else tf.reshape(y, (-1, 1)), output)
-
-    @tf.function
-    def train_step(batch: tuple) -> tuple[Any, Any]:
-        def replica(x: Any, y: Any, weight: Any = None) -> tuple[Any, Any]:
-            with tf.GradientTape() as tape:
-                row_loss = losses(x, y, True)
-                weighted = row_loss if weight is None else row_loss * weight
-                loss = tf.nn.compute_average_loss(weighted)
-            grads = tape.gradient(loss, model.trainable_variables)
-            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return tf.reduce_sum(weighted), tf.cast(tf.size(row_loss), tf.float32)
-
-        total, rows = strategy.run(replica, args=batch)
-        return strategy.reduce("SUM", total, axis=None), strategy.reduce("SUM", rows, axis=None)
-
-    @tf.function
-    def val_step(batch: tuple) -> tuple[Any, Any]:
-        def replica(x: Any, y: Any) -> tuple[Any, Any]:
-            row_loss = losses(x, y, False)
-            return tf.reduce_sum(row_loss), tf.cast(tf.size(row_loss), tf.float32)
-
-        total, rows = strategy.run(replica, args=batch)
-        return strategy.reduce("SUM", total, axis=None), strategy.reduce("SUM", rows, axis=None)
-
-    val_losses: list[float] = []
-    best, best_weights, stall, plateau_best, plateau_wait = math.inf, None, 0, math.inf, 0
+    schedule, val_losses, best_weights = Schedule(params), [], None
     for _ in range(params.epochs):
-        total = rows = 0.0
-        for _ in range(steps):
-            step_total, step_rows = train_step(next(train_data))
-            total, rows = total + float(step_total), rows + float(step_rows)
-        val_total = val_rows = 0.0
-        for batch in val_data:
-            step_total, step_rows = val_step(batch)
-            val_total, val_rows = val_total + float(step_total), val_rows + float(step_rows)
-        val_loss = val_total / val_rows
-        val_losses.append(val_loss)
+        loss = mean_loss(train_step, itertools.islice(train_data, steps))
+        val_losses.append(mean_loss(val_step, val_data))
         rate = float(model.optimizer.learning_rate.numpy())
         if log is not None:
-            log({"loss": total / rows, "val_loss": val_loss, "learning_rate": rate})
-        if val_loss < best:  # EarlyStopping(restore_best_weights=True)
-            best, best_weights, stall = val_loss, model.get_weights(), 0
-        else:
-            stall += 1
-        if val_loss < plateau_best - PLATEAU_MIN_DELTA:  # ReduceLROnPlateau
-            plateau_best, plateau_wait = val_loss, 0
-        else:
-            plateau_wait += 1
-            if plateau_wait >= params.lr_patience and rate > params.min_lr:
-                model.optimizer.learning_rate = max(rate * params.lr_factor, params.min_lr)
-                plateau_wait = 0
-        if stall >= params.patience:
+            log({"loss": loss, "val_loss": val_losses[-1], "learning_rate": rate})
+        improved, new_rate, stop = schedule.after_epoch(val_losses[-1], rate)
+        if improved:
+            best_weights = model.get_weights()
+        if new_rate is not None:
+            model.optimizer.learning_rate = new_rate
+        if stop:
             break
     if best_weights is not None:
         model.set_weights(best_weights)

@@ -1,0 +1,1 @@
+"""Model versions and experiments: GTO tags, their comparison, promotion and storage, and sweeps."""

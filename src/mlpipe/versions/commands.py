@@ -1,0 +1,78 @@
+"""The ``mlpipe`` commands on versions and experiments (``register``, ``promote``, ``rollback``,
+``compare``, ``fetch``, ``gc``, ``sweep``): each reads its parsed arguments, calls the registry and
+prints the outcome; :mod:`mlpipe.cli` declares their options. The libraries load on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(args: argparse.Namespace) -> None:
+    from mlpipe.versions import registry, repository
+
+    project = repository.project(args.repo, args.pipeline)
+    tag = registry.register(project, args.ref, version=args.version, bump=args.bump)
+    print(f"mlpipe: registered {tag} (push it: git push origin {tag} && dvc push)", file=sys.stderr)
+
+
+def promote(args: argparse.Namespace) -> None:
+    from mlpipe.versions import registry, repository
+
+    project = repository.project(args.repo, args.pipeline)
+    version = registry.promote(project, args.version, args.stage)
+    print(f"mlpipe: {project.artifact} {version} is now in {args.stage}", file=sys.stderr)
+
+
+def rollback(args: argparse.Namespace) -> None:
+    from mlpipe.versions import registry, repository
+
+    project = repository.project(args.repo, args.pipeline)
+    version = registry.rollback(project, args.stage, args.to)
+    print(f"mlpipe: {args.stage} rolled back to {project.artifact} {version}", file=sys.stderr)
+
+
+def compare(args: argparse.Namespace) -> None:
+    from mlpipe.versions import comparison, registry, repository
+
+    project = repository.project(args.repo, args.pipeline)
+    old, new = (registry.version_tag(project, v) for v in (args.old, args.new))
+    rows = comparison.diff_table(project, old, new)
+    width = max([len(f"{p}  {k}") for p, k, *_ in rows] + [10])
+    print(f"{'metric':<{width}}  {old:>22}  {new:>22}  {'change':>12}")
+    for path, key, a, b, change in rows:
+        shown = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in (a, b)]
+        delta = f"{change:+.6g}" if change is not None else "-"
+        print(f"{path + '  ' + key:<{width}}  {shown[0]:>22}  {shown[1]:>22}  {delta:>12}")
+    result = comparison.compare_revisions(project, old, new)
+    print(result.describe())
+    if result.worse:
+        tolerance = project.params.registry.tolerance
+        raise repository.RegistryError(f"{new} is worse than {old} beyond the tolerance {tolerance:g}")
+
+
+def fetch(args: argparse.Namespace) -> None:
+    from mlpipe.versions import registry, repository
+
+    project = repository.project(args.repo, args.pipeline)
+    out = registry.fetch(project, args.version, Path(args.output))
+    print(f"mlpipe: {project.artifact} {args.version} verified in {out}", file=sys.stderr)
+
+
+def gc(args: argparse.Namespace) -> None:
+    from mlpipe.versions import registry
+
+    registry.gc(Path(args.repo).resolve(), [a for a in args.dvc_args if a != "--"], remote=args.remote)
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from mlpipe.versions import repository, sweep
+
+    project = repository.project(args.repo, args.pipeline)
+    commands = sweep.queue(project.root, args.file, pipeline=project.pipeline, dry_run=args.dry_run)
+    for command in commands:
+        print(" ".join(command[2:]))
+    done = "checked (dry run)" if args.dry_run else "queued; run them with `dvc queue start -j 2`"
+    print(f"mlpipe: {len(commands)} experiments {done}", file=sys.stderr)
