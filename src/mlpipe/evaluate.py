@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe import features, io, metrics, plots
+from mlpipe import features, io, linear, metrics, plots
 from mlpipe.params import EvaluateParams, load_params
 from mlpipe.stage import run
 
@@ -42,16 +42,21 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 
 def fit_baselines(
-    x_train: np.ndarray, y_train: np.ndarray, params: EvaluateParams, seed: int, task: str = "regression"
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    params: EvaluateParams,
+    seed: int,
+    task: str = "regression",
+    n_classes: int | None = None,
 ) -> dict[str, Predict]:
     """Fit the three baselines on the training split; return functions giving the model's output format.
 
     Regression: the mean, ridge regression, gradient boosting. Classification: the majority class
-    (class priors as probabilities), logistic regression, gradient boosting.
+    (class priors as probabilities), logistic regression, gradient boosting. The linear ones are
+    :mod:`mlpipe.linear`'s, whose bits are the same on every host.
     """
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.linear_model import LogisticRegression, Ridge
 
     boosting = {
         "max_iter": params.hgb.max_iter,
@@ -61,16 +66,17 @@ def fit_baselines(
         "random_state": seed,
     }
     if task == "regression":
-        estimators: dict[str, Any] = {
-            "mean": DummyRegressor(strategy="mean"),
-            "linear": Ridge(alpha=params.linear_alpha),
-            "hgb": HistGradientBoostingRegressor(**boosting),
+        ridge = linear.Ridge.fit(x_train, y_train, params.linear_alpha)
+        return {
+            "mean": DummyRegressor(strategy="mean").fit(x_train, y_train).predict,
+            "linear": ridge.predict,
+            "hgb": HistGradientBoostingRegressor(**boosting).fit(x_train, y_train).predict,
         }
-        return {name: est.fit(x_train, y_train).predict for name, est in estimators.items()}
+    n_classes = n_classes or int(np.max(y_train)) + 1
     estimators = {
-        "majority": DummyClassifier(strategy="prior"),
-        "linear": LogisticRegression(C=1 / params.linear_alpha, max_iter=2000),
-        "hgb": HistGradientBoostingClassifier(**boosting),
+        "majority": DummyClassifier(strategy="prior").fit(x_train, y_train),
+        "linear": linear.Logistic.fit(x_train, y_train, n_classes, params.linear_alpha),
+        "hgb": HistGradientBoostingClassifier(**boosting).fit(x_train, y_train),
     }
 
     def output_of(estimator: Any) -> Predict:
@@ -78,7 +84,7 @@ def fit_baselines(
             return lambda x: estimator.predict_proba(x)[:, 1]
         return estimator.predict_proba
 
-    return {name: output_of(est.fit(x_train, y_train)) for name, est in estimators.items()}
+    return {name: output_of(est) for name, est in estimators.items()}
 
 
 def sample(n: int, size: int, seed: int, salt: int) -> np.ndarray:
@@ -205,9 +211,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     network = load_model(args.model)
     output = predict(network, x_test)  # in batches, read from the file as it goes
     fit_rows = sample(len(x_train), params.baseline_rows, seed, 1)
-    baselines = fit_baselines(
-        np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows]), params, seed, task
-    )
+    x_fit, y_fit = np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows])
+    baselines = fit_baselines(x_fit, y_fit, params, seed, task, len(classes) or None)
     floor = float(io.read_json(args.noise_floor)["noise_floor_rmse"]) if args.noise_floor else None
     result = scores(
         task,

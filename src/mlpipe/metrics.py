@@ -4,12 +4,13 @@ model and its baselines, and what live monitoring compares with them. Pure funct
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mlpipe import decisions
+from mlpipe import decisions, portable
 from mlpipe.errors import PipelineError
 
 
@@ -83,13 +84,22 @@ def classification_metrics(
         "f1_weighted": float(weighted[2]),
         "roc_auc": float(roc_auc),
         "pr_auc": float(pr_auc),
-        "log_loss": float(skm.log_loss(actual, np.clip(proba, 1e-15, 1), labels=labels)),
+        "log_loss": log_loss(actual, proba),
         "brier": float(np.mean(np.sum((proba - onehot) ** 2, axis=1)) / (2 if len(classes) == 2 else 1)),
         "per_class": {
             str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
         },
     }
+
+
+def log_loss(actual: np.ndarray, proba: np.ndarray) -> float:
+    """The mean negative log-likelihood of the true classes, probabilities clipped to [1e-15, 1]
+    and renormalised per row (as scikit-learn's), in host-independent arithmetic
+    (:mod:`mlpipe.portable`): it is committed in the metrics."""
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1)
+    clipped = clipped / np.add.reduce(clipped.T, axis=0)[:, None]
+    return -math.fsum(portable.log(clipped[np.arange(len(actual)), actual])) / len(actual)
 
 
 def score(

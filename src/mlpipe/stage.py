@@ -1,4 +1,5 @@
-"""Running a stage module as a program: logging set-up and the one-line error contract."""
+"""Running a stage module as a program: logging set-up, the host pins (:mod:`mlpipe.host`) and the
+one-line error contract."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from mlpipe import host
 from mlpipe.errors import PipelineError
 
 
@@ -18,6 +20,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     """
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines, for stages that load it
+    host.pin()  # before any stage imports TensorFlow
     try:
         main(argv)
     except PipelineError as exc:

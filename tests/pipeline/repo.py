@@ -16,8 +16,27 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {**tiny.TINY, "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30}}
 
 
-def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command in ``repo`` as a user would, with the repository's own code on the path."""
+def one_core() -> None:
+    """Pin the calling process (a ``preexec_fn``) to a single CPU: a smaller host."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+# Another x86-64 host, emulated on this one: one core, other OpenBLAS kernels and threads, numpy
+# without its AVX2 loops, and an instruction-set cap for oneDNN (which the stages pin back).
+OTHER_HOST = {
+    "OPENBLAS_CORETYPE": "Sandybridge",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V3",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+}
+
+
+def sh(
+    repo: Path, *args: str, check: bool = True, host: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``repo`` as a user would, with the repository's own code on the path;
+    ``host`` (e.g. :data:`OTHER_HOST`) runs it on one core with those variables set."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -29,7 +48,10 @@ def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@example.com",
     }
-    result = subprocess.run(args, cwd=repo, env=env, text=True, capture_output=True)
+    env |= host or {}
+    result = subprocess.run(
+        args, cwd=repo, env=env, text=True, capture_output=True, preexec_fn=one_core if host else None
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
