@@ -10,8 +10,10 @@ Errors print one line, ``mlpipe: error: ...``, and exit 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,18 +96,20 @@ def _serve(args: argparse.Namespace) -> None:
         max_batch=args.max_batch,
         scoring_threads=args.scoring_threads,
     )
-    log_file = open(args.log, "a", encoding="utf-8", buffering=1) if args.log else None  # noqa: SIM115
-    try:
+    with contextlib.ExitStack() as resources:
+        champion = args.bundle
+        if args.version or args.stage:  # a registered version, fetched for as long as it is served
+            champion = versions.fetched(args, resources.enter_context(tempfile.TemporaryDirectory()))
+        log_file = (
+            resources.enter_context(open(args.log, "a", encoding="utf-8", buffering=1)) if args.log else None
+        )
         app = create_app(
-            Predictor(args.bundle, threads=args.threads),
+            Predictor(champion, threads=args.threads),
             Predictor(args.challenger, threads=args.threads) if args.challenger else None,
             settings,
             log_file,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=args.access_log)
-    finally:
-        if log_file is not None:
-            log_file.close()
 
 
 def command(commands: Any, name: str, help: str, details: str = "") -> argparse.ArgumentParser:
@@ -160,6 +164,10 @@ def add_serve(commands: Any) -> None:
         " bundle.",
     )
     serve.add_argument("--bundle", default="models/package", help="champion bundle (default: %(default)s)")
+    serve.add_argument("--version", help="serve this registered version instead, e.g. v1.0.0 (fetched)")
+    serve.add_argument("--stage", help="serve the version this stage holds, e.g. prod (fetched)")
+    serve.add_argument("--repo", default=".", help="with --version/--stage: the project's repository")
+    serve.add_argument("--pipeline", default=".", help="with --version/--stage: the pipeline's folder")
     serve.add_argument("--challenger", help="challenger bundle")
     serve.add_argument("--challenger-share", type=float, default=0.0, help="share of routing keys (0-1)")
     serve.add_argument(
@@ -226,7 +234,8 @@ def add_versions(commands: Any) -> None:
     fetch = repo_command(
         commands, "fetch", help="download a version's bundle into a folder (HEAD does not move)"
     )
-    fetch.add_argument("version", help="e.g. v1.0.0")
+    fetch.add_argument("version", nargs="?", help="e.g. v1.0.0 (or give --stage)")
+    fetch.add_argument("--stage", help="the version this stage holds now, e.g. prod")
     fetch.add_argument("-o", "--output", required=True, help="folder to create")
     fetch.set_defaults(run=versions.fetch)
 

@@ -95,7 +95,8 @@ def test_promotion_refuses_a_regression_and_rollback_restores(story):
     rmse = {v: rmse_at(repo, f"{NAME}@{v}") for v in ("v1.0.0", "v2.0.0")}
     better, worse = sorted(rmse, key=rmse.get)
     sh(repo, "mlpipe", "promote", worse)
-    sh(repo, "mlpipe", "promote", better)
+    promoted = sh(repo, "mlpipe", "promote", better)
+    assert f"is now in prod (push it: git push origin {NAME}#prod#2)" in promoted.stderr
     refused = sh(repo, "mlpipe", "promote", worse, check=False)
     assert refused.returncode == 1 and "not promoting" in refused.stderr and "model.rmse" in refused.stderr
     sh(repo, "mlpipe", "rollback")
@@ -153,6 +154,35 @@ def test_fetch_gets_a_version_without_moving_head(story, tmp_path):
     sh(repo, "mlpipe", "fetch", "v1.0.0", "-o", str(tmp_path / "v1"))
     assert digest(tmp_path / "v1") == story["bundles"]["v1.0.0"]
     assert sh(repo, "git", "rev-parse", "HEAD").stdout == head
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine\n")
+    refused = sh(repo, "mlpipe", "fetch", "v1.0.0", "-o", str(taken), check=False)
+    assert refused.returncode == 1 and "exists and is not an empty folder" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "v1"]  # nothing else written
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    prod = sh(repo, "gto", "show", f"{NAME}#prod", "--ref").stdout.strip().rsplit("@", 1)[1]
+    sh(repo, "mlpipe", "fetch", "--stage", "prod", "-o", str(tmp_path / "prod"))
+    assert digest(tmp_path / "prod") == story["bundles"][prod]
+    version = json.loads((tmp_path / "prod" / "metadata.json").read_text())["version"]
+    with serving("--stage", "prod", "--repo", str(repo)) as client:
+        assert client.get("/ready").json()["models"]["champion"]["version"] == version
+
+
+def test_registration_refuses_a_tree_that_is_not_what_head_built(story):
+    repo = story["repo"]
+    params = repo / "params.yaml"
+    original = params.read_text()
+    set_params(repo, evaluate={"linear_alpha": 7.0})
+    dirty = sh(repo, "mlpipe", "register", "--version", "v8.0.0", check=False)
+    assert dirty.returncode == 1 and "uncommitted changes (params.yaml): commit them" in dirty.stderr
+    sh(repo, "git", "commit", "-qam", "params changed, pipeline not run")
+    stale = sh(repo, "mlpipe", "register", "--version", "v8.0.0", check=False)
+    assert stale.returncode == 1 and "dvc.yaml is not up to date (evaluate" in stale.stderr
+    assert "run `dvc repro`, commit, then register" in stale.stderr
+    assert f"{NAME}@v8.0.0" not in sh(repo, "git", "tag").stdout
+    sh(repo, "git", "reset", "-q", "--hard", "HEAD~1")
+    assert params.read_text() == original
 
 
 def test_gc_is_refused_while_a_version_is_unpushed(story):

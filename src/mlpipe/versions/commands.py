@@ -23,7 +23,11 @@ def promote(args: argparse.Namespace) -> None:
 
     project = repository.project(args.repo, args.pipeline)
     version = registry.promote(project, args.version, args.stage)
-    print(f"mlpipe: {project.artifact} {version} is now in {args.stage}", file=sys.stderr)
+    tag = registry.stage_tag(project, args.stage)
+    print(
+        f"mlpipe: {project.artifact} {version} is now in {args.stage} (push it: git push origin {tag})",
+        file=sys.stderr,
+    )
 
 
 def rollback(args: argparse.Namespace) -> None:
@@ -31,7 +35,11 @@ def rollback(args: argparse.Namespace) -> None:
 
     project = repository.project(args.repo, args.pipeline)
     version = registry.rollback(project, args.stage, args.to)
-    print(f"mlpipe: {args.stage} rolled back to {project.artifact} {version}", file=sys.stderr)
+    tag = registry.stage_tag(project, args.stage)
+    print(
+        f"mlpipe: {args.stage} rolled back to {project.artifact} {version} (push it: git push origin {tag})",
+        file=sys.stderr,
+    )
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -57,8 +65,21 @@ def fetch(args: argparse.Namespace) -> None:
     from mlpipe.versions import registry, repository
 
     project = repository.project(args.repo, args.pipeline)
-    out = registry.fetch(project, args.version, Path(args.output))
-    print(f"mlpipe: {project.artifact} {args.version} verified in {out}", file=sys.stderr)
+    version = registry.resolve(project, args.version, args.stage)
+    out = registry.fetch(project, version, Path(args.output))
+    print(f"mlpipe: {project.artifact} {version} verified in {out}", file=sys.stderr)
+
+
+def fetched(args: argparse.Namespace, folder: str) -> Path:
+    """The bundle of ``args.version`` (or of the version in ``args.stage``), fetched into ``folder``,
+    for ``mlpipe serve --version/--stage``."""
+    from mlpipe.versions import registry, repository
+
+    project = repository.project(args.repo, args.pipeline)
+    version = registry.resolve(project, args.version, args.stage)
+    out = registry.fetch(project, version, Path(folder, "bundle"))
+    print(f"mlpipe: serving {project.artifact} {version}", file=sys.stderr)
+    return out
 
 
 def gc(args: argparse.Namespace) -> None:

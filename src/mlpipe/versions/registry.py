@@ -18,6 +18,7 @@ adds only what they lack:
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -43,11 +44,46 @@ def version_tags(project: Project) -> list[str]:
     return sorted(tags, key=lambda t: tuple(int(x) for x in t.rsplit("@v", 1)[1].split(".")))
 
 
+def check_built_from_head(project: Project) -> None:
+    """That what ``HEAD`` names is what the workspace holds: no uncommitted change to a tracked
+    file, the pipeline up to date (``dvc status``), and a bundle built from committed code.
+
+    Raises:
+        RegistryError: naming what is out of date and the command that fixes it.
+    """
+    changed = git(project.root, "status", "--porcelain", "--untracked-files=no").splitlines()
+    if changed:
+        files = ", ".join(line[3:] for line in changed[:5]) + (" ..." if len(changed) > 5 else "")
+        raise RegistryError(f"uncommitted changes ({files}): commit them, then register")
+    pipeline = str(Path(project.pipeline or ".", "dvc.yaml"))
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json", pipeline],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+    )
+    if status.returncode != 0 or status.stdout.strip() not in ("", "{}"):
+        stale = (
+            ", ".join(json.loads(status.stdout or "{}")) if status.returncode == 0 else status.stderr.strip()
+        )
+        raise RegistryError(f"{pipeline} is not up to date ({stale}): run `dvc repro`, commit, then register")
+    metadata = project.root / (project.pipeline or ".") / "models" / "package" / "metadata.json"
+    if metadata.is_file() and json.loads(metadata.read_text(encoding="utf-8"))["git"].get("dirty"):
+        raise RegistryError(
+            f"the bundle was built from uncommitted code: run `dvc repro -f {pipeline}:package`,"
+            " commit dvc.lock, then register"
+        )
+
+
 def register(project: Project, ref: str = "HEAD", version: str | None = None, bump: str = "minor") -> str:
     """Register the bundle at ``ref`` as a new version; return its tag.
 
+    For ``HEAD`` the workspace is checked too (:func:`check_built_from_head`); an older commit is
+    judged by its gate verdict alone.
+
     Raises:
-        RegistryError: if the gate verdict at ``ref`` is missing or failed.
+        RegistryError: if the gate verdict at ``ref`` is missing or failed, or ``HEAD`` is not
+            what the workspace built.
     """
     from gto import api
 
@@ -61,6 +97,8 @@ def register(project: Project, ref: str = "HEAD", version: str | None = None, bu
             k.removesuffix(".passed") for k, v in verdict.items() if k.endswith(".passed") and not v
         )
         raise RegistryError(f"the gate failed at {ref} ({', '.join(failed)}): not registering")
+    if ref == "HEAD":
+        check_built_from_head(project)
     bumps = {f"bump_{bump}": True} if version is None else {}
     before = set(version_tags(project))
     api.register(str(project.root), project.artifact, ref, version=version, **bumps)
@@ -70,12 +108,51 @@ def register(project: Project, ref: str = "HEAD", version: str | None = None, bu
     return created[0]
 
 
-def current_version(project: Project, stage: str) -> str | None:
-    """The version assigned to ``stage`` now (GTO's latest assignment), or None."""
+def assignments(project: Project, stage: str) -> list[str]:
+    """The versions ``stage`` was assigned, oldest first, in the order of GTO's numbered stage tags
+    (``study-time#prod#1``, ``#2``, ...): timestamps tie within a second, and GTO's own
+    ``find_versions_in_stage`` sorts by version number, not by when (v2 after a rollback to v1)."""
     from gto import api
 
-    found = api.find_versions_in_stage(str(project.root), project.artifact, stage)
-    return found[0].version if found else None
+    prefix = f"{project.tag_name}#{stage}#"
+    events = [
+        event
+        for event in api.history(str(project.root), project.artifact)
+        if event["event"] == "assignment" and event["stage"] == stage and str(event["ref"]).startswith(prefix)
+    ]
+    events.sort(key=lambda event: int(str(event["ref"])[len(prefix) :]))
+    return [event["version"] for event in events]
+
+
+def current_version(project: Project, stage: str) -> str | None:
+    """The version ``stage`` holds now (its newest assignment), or None."""
+    held = assignments(project, stage)
+    return held[-1] if held else None
+
+
+def stage_tag(project: Project, stage: str) -> str | None:
+    """The newest GTO assignment tag of ``stage`` (``study-time#prod#3``), or None."""
+    prefix = f"{project.tag_name}#{stage}#"
+    numbered = [
+        t for t in git(project.root, "tag", "--list", f"{prefix}*").split() if t[len(prefix) :].isdigit()
+    ]
+    return max(numbered, key=lambda t: int(t[len(prefix) :]), default=None)
+
+
+def resolve(project: Project, version: str | None, stage: str | None) -> str:
+    """The version to act on: ``version`` itself, or the one ``stage`` holds now.
+
+    Raises:
+        RegistryError: if neither or both are given, or the stage holds no version.
+    """
+    if (version is None) == (stage is None):
+        raise RegistryError("name a version or a --stage (one of them)")
+    if version is not None:
+        return version
+    current = current_version(project, stage)
+    if current is None:
+        raise RegistryError(f"no version of {project.artifact} is in {stage} (see `gto show`)")
+    return current
 
 
 def _version(tag: str) -> str:
@@ -113,11 +190,7 @@ def rollback(project: Project, stage: str = "prod", to: str | None = None) -> st
     """
     from gto import api
 
-    assigned = [
-        event["version"]
-        for event in sorted(api.history(str(project.root), project.artifact), key=lambda e: e["timestamp"])
-        if event["event"] == "assignment" and event["stage"] == stage
-    ]
+    assigned = assignments(project, stage)
     if not assigned:
         raise RegistryError(f"{project.artifact} has never been in stage {stage!r}")
     target = to
@@ -134,32 +207,47 @@ def rollback(project: Project, stage: str = "prod", to: str | None = None) -> st
 def fetch(project: Project, version: str, out: Path) -> Path:
     """Download a version's bundle into ``out`` (from the cache or the remote), without moving HEAD.
 
+    ``out`` must not exist or be empty; it is checked before anything is downloaded, and the bundle
+    lands there only once it is whole and verified (nothing is left behind on a failure).
+
     Raises:
-        RegistryError: if DVC cannot get it; mlpipe.bundle.BundleError if it fails verification.
+        RegistryError: if ``out`` holds files or DVC cannot get the bundle;
+            mlpipe.bundle.BundleError if it fails verification.
     """
+    import shutil
+    import tempfile
+
     from mlpipe import bundle
 
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RegistryError(f"{out} exists and is not an empty folder: choose another -o")
     tag = version_tag(project, version)
     if tag not in version_tags(project):
         raise RegistryError(f"{tag} is not a registered version")
-    command = [
-        "artifacts",
-        "get",
-        str(project.root),
-        project.artifact,
-        "--rev",
-        _version(tag),
-        "-o",
-        str(out),
-    ]
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *command], cwd=project.root, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RegistryError(
-            f"dvc artifacts get {project.artifact} {tag}: {result.stderr.strip() or result.stdout.strip()}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
+        target = Path(scratch, "bundle")  # must not exist: `dvc artifacts get -o DIR` nests in a folder
+        command = [
+            "artifacts",
+            "get",
+            str(project.root),
+            project.artifact,
+            "--rev",
+            _version(tag),
+            "-o",
+            str(target),
+        ]
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", *command], cwd=project.root, capture_output=True, text=True
         )
-    bundle.verify(out)
+        if result.returncode != 0:
+            reason = result.stderr.strip() or result.stdout.strip()
+            raise RegistryError(f"dvc artifacts get {project.artifact} {tag}: {reason}")
+        bundle.verify(target)
+        if out.exists():
+            out.rmdir()
+        shutil.move(str(target), out)
     return out
 
 
