@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +120,33 @@ def test_unknown_format_missing_input_and_bad_bundle_are_one_line_errors(built, 
     assert "input file not found" in capsys.readouterr().err
     assert main(["predict", "--bundle", str(tmp_path), str(tmp_path / "none.csv"), "-o", "o.csv"]) == 1
     assert "mlpipe: error: SHA256SUMS is missing" in capsys.readouterr().err
+
+
+def test_the_readmes_example_files_are_scored_as_it_shows(built: Path, tmp_path: Path):
+    """``data/examples`` is what the README's predict and curl lines send: it must stay valid."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    assert "mlpipe predict data/examples/sessions.csv -o scored.csv" in readme
+    assert "curl -s localhost:8000/predict -d @data/examples/record.json" in readme
+    record = json.loads((root / "data" / "examples" / "record.json").read_text())
+    sessions = pd.read_csv(root / "data" / "examples" / "sessions.csv")
+    assert record == json.loads(sessions.head(1).to_json(orient="records"))[0]
+    out = tmp_path / "scored.csv"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlpipe.cli",
+            "predict",
+            str(root / "data/examples/sessions.csv"),
+            "-o",
+            str(out),
+        ]
+        + ["--bundle", str(built / "bundle")],
+        check=True,
+        capture_output=True,
+    )
+    scored = pd.read_csv(out)
+    assert scored["session_id"].tolist() == sessions["session_id"].tolist()
+    one = Predictor(built / "bundle").predict_records([record]).values[0]
+    assert scored["prediction"].iloc[0] == pytest.approx(one, abs=1e-6)

@@ -94,6 +94,14 @@ def test_predict_one_record_and_a_batch(service, built: Path, record: dict):
     assert logged[-1]["arm"] == "champion" and logged[-1]["version"] == batch[1]["version"]
 
 
+def test_the_readmes_example_record_is_answered(service):
+    client, _ = service
+    example = Path(__file__).resolve().parents[2] / "data" / "examples" / "record.json"
+    answer = client.post("/predict", content=example.read_bytes())  # as `curl -d @...` sends it
+    assert answer.status_code == 200 and answer.json()["arm"] == "champion"
+    assert isinstance(answer.json()["prediction"], float)
+
+
 def test_malformed_requests_get_4xx_naming_the_field(service, record: dict):
     client, _ = service
     bad = client.post("/predict", json={**record, "age": "old", "subject": None})
