@@ -19,25 +19,26 @@ def register(args: argparse.Namespace) -> None:
 
 
 def promote(args: argparse.Namespace) -> None:
-    from mlpipe.versions import registry, repository
-
-    project = repository.project(args.repo, args.pipeline)
-    version = registry.promote(project, args.version, args.stage)
-    tag = registry.stage_tag(project, args.stage)
-    print(
-        f"mlpipe: {project.artifact} {version} is now in {args.stage} (push it: git push origin {tag})",
-        file=sys.stderr,
-    )
+    _move_stage(args, "promote")
 
 
 def rollback(args: argparse.Namespace) -> None:
+    _move_stage(args, "rollback")
+
+
+def _move_stage(args: argparse.Namespace, how: str) -> None:
+    """Promote or roll back ``args.stage``; print where it points and the stage tag to push."""
     from mlpipe.versions import registry, repository
 
     project = repository.project(args.repo, args.pipeline)
-    version = registry.rollback(project, args.stage, args.to)
-    tag = registry.stage_tag(project, args.stage)
+    if how == "promote":
+        version = registry.promote(project, args.version, args.stage)
+        done = f"{project.artifact} {version} is now in {args.stage}"
+    else:
+        version = registry.rollback(project, args.stage, args.to)
+        done = f"{args.stage} rolled back to {project.artifact} {version}"
     print(
-        f"mlpipe: {args.stage} rolled back to {project.artifact} {version} (push it: git push origin {tag})",
+        f"mlpipe: {done} (push it: git push origin {registry.stage_tag(project, args.stage)})",
         file=sys.stderr,
     )
 
