@@ -24,7 +24,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from fastapi import FastAPI, Request, Response
@@ -145,9 +145,7 @@ class Service:
             try:
                 answers = predictor.predict_records([records[i] for i in rows]).answers()
             except RecordError as exc:
-                raise field_problems(
-                    [{**asdict(e), "row": None if e.row is None else rows[e.row]} for e in exc.errors]
-                ) from None
+                raise field_problems(exc.errors, rows) from None
             for i, answer in zip(rows, answers, strict=True):
                 results[i] = {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
         return results

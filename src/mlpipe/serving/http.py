@@ -4,10 +4,13 @@ the problems a request is refused with, the prediction log's lines and the OpenA
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from fastapi import Request, Response
+
+from mlpipe.serving.schema import FieldError
 
 MAX_PROBLEMS = 100  # problems listed in a 422; the response says how many there were
 
@@ -61,11 +64,17 @@ def parse_records(body: bytes | None, max_body_bytes: int, max_batch: int) -> tu
     return records, single
 
 
-def field_problems(errors: list[dict[str, Any]]) -> Problem:
-    """A 422 listing the first ``MAX_PROBLEMS`` field problems (by row), and how many there were."""
-    errors = sorted(errors, key=lambda d: d["row"] or 0)
+def field_problems(errors: Sequence[FieldError], rows: Sequence[int]) -> Problem:
+    """A 422 listing the first ``MAX_PROBLEMS`` field problems by row (``rows`` maps an error's
+    row in its arm's batch to the request's), and how many there were. Only the problems shown
+    are turned into JSON: a batch of 10,000 empty records has 150,000."""
+    ordered = sorted(errors, key=lambda e: 0 if e.row is None else rows[e.row])
+    shown = [
+        {"row": None if e.row is None else rows[e.row], "field": e.field, "message": e.message}
+        for e in ordered[:MAX_PROBLEMS]
+    ]
     extra = {"problems": len(errors)} if len(errors) > MAX_PROBLEMS else {}
-    return Problem(422, errors[:MAX_PROBLEMS], **extra)
+    return Problem(422, shown, **extra)
 
 
 def log_lines(results: list[dict[str, Any]], records: list[Any], now: str) -> str:

@@ -51,9 +51,10 @@ def quoted(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def summarise(problems: Sequence[str]) -> str:
-    """The first problems joined on one line, and how many more there are."""
-    more = len(problems) - MAX_REPORTED
+def summarise(problems: Sequence[str], total: int | None = None) -> str:
+    """The first problems joined on one line, and how many more there are (of ``total``, when
+    only the first ones were given)."""
+    more = (len(problems) if total is None else total) - MAX_REPORTED
     return "; ".join(problems[:MAX_REPORTED]) + (f"; and {more} more" if more > 0 else "")
 
 
@@ -62,7 +63,7 @@ class RecordError(PipelineError):
 
     def __init__(self, errors: Sequence[FieldError]) -> None:
         self.errors = list(errors)
-        super().__init__(summarise([str(e) for e in self.errors]))
+        super().__init__(summarise([str(e) for e in self.errors[:MAX_REPORTED]], len(self.errors)))
 
 
 @dataclass(frozen=True)
