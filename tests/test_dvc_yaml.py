@@ -119,3 +119,20 @@ def test_every_pipeline_loads_its_params_strictly():
 
     for path in PIPELINES:
         load_params(path.parent / "params.yaml")
+
+
+def test_the_committed_locks_record_the_code_as_it_is():
+    """Every ``.py`` dependency's md5 in each ``dvc.lock`` matches the file: a lock left stale after
+    a code change would make a fresh clone's ``dvc repro`` rewrite it (and dirty ``git status``)."""
+    import hashlib
+
+    for pipeline in PIPELINES:
+        lock = yaml.safe_load((pipeline.parent / "dvc.lock").read_text())
+        for name, stage in lock["stages"].items():
+            for dep in stage["deps"]:
+                if dep["path"].endswith(".py"):
+                    path = (pipeline.parent / dep["path"]).resolve()
+                    actual = hashlib.md5(path.read_bytes()).hexdigest()
+                    assert actual == dep["md5"], (
+                        f"{pipeline.parent.name}:{name}: {dep['path']} changed since the lock"
+                    )
