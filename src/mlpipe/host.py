@@ -30,10 +30,10 @@ PINNED = {
 }
 
 
-def pin(environ: dict[str, str] | None = None) -> None:
-    """Set the pinned variables in ``environ`` (the process's own by default), overriding a
-    different value with a warning; warn when the CPU lacks the instruction set."""
-    environ = os.environ if environ is None else environ
+def pin() -> None:
+    """Set the pinned variables in this process's environment (its children inherit them),
+    overriding a different value with a warning; warn when the CPU lacks the instruction set."""
+    environ = os.environ
     for name, value in PINNED.items():
         if environ.get(name, value) != value:
             log.warning(

@@ -16,6 +16,7 @@ the log loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -70,11 +71,14 @@ def solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def exp(values: np.ndarray) -> np.ndarray:
     """Element-wise ``e ** values`` through the C library, the same on every x86-64 host."""
-    flat = np.asarray(values, dtype=np.float64)
-    return np.fromiter(map(math.exp, flat.ravel().tolist()), np.float64, flat.size).reshape(flat.shape)
+    return _elementwise(math.exp, values)
 
 
 def log(values: np.ndarray) -> np.ndarray:
     """Element-wise natural logarithm through the C library (see :func:`exp`)."""
+    return _elementwise(math.log, values)
+
+
+def _elementwise(function: Callable[[float], float], values: np.ndarray) -> np.ndarray:
     flat = np.asarray(values, dtype=np.float64)
-    return np.fromiter(map(math.log, flat.ravel().tolist()), np.float64, flat.size).reshape(flat.shape)
+    return np.fromiter(map(function, flat.ravel().tolist()), np.float64, flat.size).reshape(flat.shape)

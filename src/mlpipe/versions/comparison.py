@@ -53,6 +53,22 @@ def metrics_at(project: Project, rev: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def _package_stage(dvc_yaml: str, pipeline: str, entries: str) -> tuple[str, list[str]]:
+    """The ``dvc.yaml`` named for messages, and the paths its package stage declares under
+    ``entries`` (``outs`` or ``metrics``), relative to the repository.
+
+    Raises:
+        RegistryError: if there is no package stage.
+    """
+    where = f"{pipeline}/dvc.yaml" if pipeline else "dvc.yaml"
+    try:
+        stage = yaml.safe_load(dvc_yaml)["stages"]["package"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        raise RegistryError(f"{where} has no package stage") from None
+    declared = [next(iter(e)) if isinstance(e, dict) else e for e in stage.get(entries) or []]
+    return where, [posixpath.normpath(posixpath.join(pipeline, path)) for path in declared]
+
+
 def gate_path(dvc_yaml: str, pipeline: str = "") -> str:
     """Where the package stage of a pipeline's ``dvc.yaml`` text writes its verdict, as ``dvc
     metrics`` names the file (relative to the repository).
@@ -60,15 +76,22 @@ def gate_path(dvc_yaml: str, pipeline: str = "") -> str:
     Raises:
         RegistryError: if there is no package stage, or it declares other than one metrics file.
     """
-    where = f"{pipeline}/dvc.yaml" if pipeline else "dvc.yaml"
-    try:
-        stage = yaml.safe_load(dvc_yaml)["stages"]["package"]
-    except (yaml.YAMLError, KeyError, TypeError):
-        raise RegistryError(f"{where} has no package stage") from None
-    declared = [next(iter(m)) if isinstance(m, dict) else m for m in stage.get("metrics") or []]
+    where, declared = _package_stage(dvc_yaml, pipeline, "metrics")
     if len(declared) != 1:
         raise RegistryError(f"{where}: the package stage must declare one metrics file (its gate verdict)")
-    return posixpath.normpath(posixpath.join(pipeline, declared[0]))
+    return declared[0]
+
+
+def bundle_path(dvc_yaml: str, pipeline: str = "") -> str:
+    """Where the package stage writes its bundle: its first declared output.
+
+    Raises:
+        RegistryError: if there is no package stage or it declares no output.
+    """
+    where, outs = _package_stage(dvc_yaml, pipeline, "outs")
+    if not outs:
+        raise RegistryError(f"{where}: the package stage declares no output (its bundle)")
+    return outs[0]
 
 
 def gate_verdict(project: Project, rev: str) -> dict[str, Any] | None:

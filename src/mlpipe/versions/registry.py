@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipe.versions.comparison import compare_revisions, gate_verdict
+from mlpipe.versions.comparison import bundle_path, compare_revisions, gate_verdict
 from mlpipe.versions.repository import Project, RegistryError, git
 
 VERSION = r"v\d+\.\d+\.\d+"  # GTO's semantic version, as in study-time@v1.0.0
@@ -67,7 +67,8 @@ def check_built_from_head(project: Project) -> None:
             ", ".join(json.loads(status.stdout or "{}")) if status.returncode == 0 else status.stderr.strip()
         )
         raise RegistryError(f"{pipeline} is not up to date ({stale}): run `dvc repro`, commit, then register")
-    metadata = project.root / (project.pipeline or ".") / "models" / "package" / "metadata.json"
+    bundle_dir = bundle_path((project.root / pipeline).read_text(encoding="utf-8"), project.pipeline)
+    metadata = project.root / bundle_dir / "metadata.json"
     if metadata.is_file() and json.loads(metadata.read_text(encoding="utf-8"))["git"].get("dirty"):
         raise RegistryError(
             f"the bundle was built from uncommitted code: run `dvc repro -f {pipeline}:package`,"
