@@ -1,8 +1,9 @@
 """The packaged model's folder: its layout, its checksums, and the checks made before loading it.
 
 A bundle holds ``model.onnx`` (raw records in, prediction out), ``saved_model/`` (the same for
-TensorFlow Serving), ``metadata.json`` (schema, lineage, metrics and the sha256 of every other file)
-and ``README.md`` (the model card). ``SHA256SUMS`` lists the sha256 of every file, metadata.json
+TensorFlow Serving), ``metadata.json`` (schema, lineage, metrics and the sha256 of every other file),
+``reference.json`` (what monitoring measures drift against: :mod:`mlpipe.reference`) and
+``README.md`` (the model card). ``SHA256SUMS`` lists the sha256 of every file, metadata.json
 included, in the format ``sha256sum -c`` reads, so flipping any byte of any file is detected.
 
 :func:`verify` reads nothing but these checksums until every file has matched them, refuses any

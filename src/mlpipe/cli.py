@@ -95,7 +95,10 @@ def _serve(args: argparse.Namespace) -> None:
         max_body_bytes=args.max_body_bytes,
         max_batch=args.max_batch,
         scoring_threads=args.scoring_threads,
+        watch=args.watch,
     )
+    if args.watch and (args.version or args.stage):
+        raise PipelineError("--watch reloads a bundle folder; --version/--stage serve a fetched copy")
     with contextlib.ExitStack() as resources:
         champion = args.bundle
         if args.version or args.stage:  # a registered version, fetched for as long as it is served
@@ -159,9 +162,11 @@ def add_serve(commands: Any) -> None:
         commands,
         "serve",
         "serve predictions over HTTP",
-        "Endpoints: GET /health, GET /ready, GET /metadata, POST /predict (a record or an array of"
-        " them), docs at /docs. With --challenger, a share of the routing keys goes to the second"
-        " bundle.",
+        "Endpoints: GET /health, GET /ready, GET /metadata, GET /metrics (Prometheus), POST /predict"
+        " (a record or an array of them), docs at /docs. With --challenger, a share of the routing"
+        " keys goes to the second bundle. On SIGHUP (or, with --watch, when a bundle folder changes)"
+        " the bundles are verified and loaded again and swapped in without a restart; one that"
+        " fails is refused and the old one keeps serving.",
     )
     serve.add_argument("--bundle", default="models/package", help="champion bundle (default: %(default)s)")
     serve.add_argument("--version", help="serve this registered version instead, e.g. v1.0.0 (fetched)")
@@ -184,6 +189,9 @@ def add_serve(commands: Any) -> None:
         type=int,
         default=2,
         help="batches of over 64 records scored at once, off the event loop (default: 2)",
+    )
+    serve.add_argument(
+        "--watch", action="store_true", help="reload when a bundle folder changes (e.g. after dvc checkout)"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)

@@ -10,7 +10,9 @@ The gate (:mod:`mlpipe.gate`) fails the stage, naming each failed check, when th
 beat each baseline by its margin, misses an absolute threshold, or when the ONNX graph's or the
 SavedModel's predictions on the test split differ from the Keras model's by more than the parity
 tolerance. The verdict file is written either way; the bundle only when every check passes. The
-lineage comes from :mod:`mlpipe.lineage`, the bundle's README from :mod:`mlpipe.card`.
+lineage comes from :mod:`mlpipe.lineage`, the bundle's README from :mod:`mlpipe.card`, and its
+``reference.json`` (the training inputs' and test predictions' distributions, for drift) from
+:mod:`mlpipe.reference`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe import bundle, card, features, gate, io, lineage, onnx_graph
+from mlpipe import bundle, card, features, gate, io, lineage, onnx_graph, reference
 from mlpipe.errors import PipelineError
 from mlpipe.params import ColumnRule, Params, load_params
 from mlpipe.stage import run
@@ -128,6 +130,29 @@ def export_parity(
     return parity
 
 
+def reference_of(prep: features.Preprocessor, served: Any, splits: Path) -> dict[str, Any]:
+    """``reference.json``: the training split's input sketches and the test split's prediction
+    sketch (:mod:`mlpipe.reference`), in two streamed passes over the training split."""
+    train, test = splits / "train.parquet", splits / "test.parquet"
+    text = prep.string_inputs
+    numbers = [c for c in prep.input_columns if c not in text]
+    sketches = reference.sketch_columns(
+        io.iter_parquet(train, prep.input_columns),
+        io.parquet_rows(train),
+        numbers,
+        text,
+        lambda: io.iter_parquet(train, numbers),
+    )
+    regression = prep.task == "regression"
+    predictions = (
+        (result.values if regression else result.labels)
+        for result in (served.predict_frame(frame) for frame in io.iter_parquet(test))
+    )
+    prediction = reference.prediction_sketch(predictions, prep.task)
+    inputs = {c: sketches[c] for c in prep.input_columns}
+    return reference.document(inputs, prediction, io.parquet_rows(train), io.parquet_rows(test))
+
+
 def write_bundle(folder: Path, onnx_bytes: bytes, meta: dict[str, Any]) -> None:
     """The ONNX model, the model card, the metadata and the checksums, next to the SavedModel
     already in ``folder``; then verify the folder as serving will."""
@@ -189,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         io.write_json(args.metrics, meta["gate"])
         if not meta["gate"]["passed"]:
             raise PipelineError("gate failed, not packaging: " + "; ".join(gate.failures(meta["gate"])))
+        io.write_json(folder / reference.FILE, reference_of(prep, served, splits))
         write_bundle(folder, onnx_bytes, meta)
     log.info(
         "packaged %s %s: parity %.2e (ONNX), %.2e (SavedModel), %s",

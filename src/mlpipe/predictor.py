@@ -59,6 +59,10 @@ class Predictor:
         predictor._load(verified)
         return predictor
 
+    def fresh(self) -> Predictor:
+        """A new, unloaded predictor over the same folder and settings (to load a changed bundle)."""
+        return Predictor(self.folder, self._threads)
+
     @property
     def ready(self) -> bool:
         """Whether the bundle has been verified and loaded."""

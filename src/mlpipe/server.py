@@ -2,7 +2,15 @@
 
 Endpoints: ``GET /health`` (the process is alive), ``GET /ready`` (every bundle verified and loaded;
 503 until then, and for good if a bundle fails verification), ``GET /metadata``, ``POST /predict``
-(one record as a JSON object, or a batch as an array of them) and the OpenAPI docs at ``/docs``.
+(one record as a JSON object, or a batch as an array of them), ``GET /metrics`` (Prometheus:
+:mod:`mlpipe.serving.metrics`) and the OpenAPI docs at ``/docs``.
+
+Versions swap without a restart: on SIGHUP, and with ``Settings.watch`` whenever a file in a bundle
+folder changes (``dvc checkout``/``dvc pull`` of another version), every arm's folder is verified
+and loaded again in a worker thread, off the request path, and swapped in whole only then. A
+request scores on the arms it started with, so requests in flight finish on the old model and none
+sees a half-loaded one. A bundle that fails verification is refused, with its reason in the log and
+in ``/ready``'s ``refused``, and the arm keeps serving what it served.
 
 Champion/challenger: a record goes to the challenger when a stable hash of its routing key (e.g.
 ``student_id``) falls under the challenger's share, so the same student always gets the same model;
@@ -23,8 +31,13 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from fastapi import FastAPI, Request, Response
@@ -41,6 +54,7 @@ from mlpipe.serving.http import (
     read_body,
     record_schema,
 )
+from mlpipe.serving.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 
 log = logging.getLogger("mlpipe.serve")
 
@@ -63,6 +77,7 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     max_batch: int = MAX_BATCH
     scoring_threads: int = 2  # large batches scored at once, in worker threads
+    watch: bool = False  # reload the bundles when a file in their folders changes
 
 
 class Service:
@@ -84,6 +99,10 @@ class Service:
         self.settings = settings
         self.prediction_log = prediction_log
         self.slots = asyncio.Semaphore(settings.scoring_threads)
+        self.metrics = ServiceMetrics()
+        self.refused: dict[str, str] = {}  # arm -> why its last reload was refused
+        self._loading = threading.Lock()  # one load or reload at a time
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def status(self) -> tuple[str, str | None]:
         """``ready``, ``failed`` (with the first refusal) or ``loading``, from the predictors."""
@@ -93,23 +112,73 @@ class Service:
         return ("ready", None) if all(p.ready for p in self.arms.values()) else ("loading", None)
 
     def load_all(self) -> None:
-        try:
-            for predictor in self.arms.values():
-                predictor.load()
-        except PipelineError as exc:
-            log.error("bundle refused: %s", exc)
-            return
-        for arm, predictor in self.arms.items():
-            log.info("%s: %s %s from %s", arm, predictor.name, predictor.version, predictor.folder)
+        with self._loading:
+            try:
+                for predictor in self.arms.values():
+                    predictor.load()
+            except PipelineError as exc:
+                log.error("bundle refused: %s", exc)
+                return
+            for arm, predictor in self.arms.items():
+                self.serving(arm, predictor)
+
+    def serving(self, arm: str, predictor: Predictor) -> None:
+        log.info("%s: %s %s from %s", arm, predictor.name, predictor.version, predictor.folder)
+        self.metrics.serving(arm, predictor.name, predictor.version, predictor.folder)
+
+    def reload(self, reason: str) -> None:
+        """Verify and load every arm's folder again (in the calling thread: never the event loop's)
+        and swap in, at once, each arm whose new bundle loaded; a refused one keeps its old model."""
+        with self._loading:
+            arms = dict(self.arms)
+            for arm, current in self.arms.items():
+                fresh = current.fresh()
+                try:
+                    fresh.load()
+                except PipelineError as exc:
+                    self.refused[arm] = str(exc)
+                    self.metrics.reloaded(arm, "refused")
+                    kept = current.version if current.ready else "nothing"
+                    log.error("%s: %s: new bundle refused, still serving %s: %s", reason, arm, kept, exc)
+                    continue
+                self.refused.pop(arm, None)
+                if current.ready and fresh.version == current.version:
+                    self.metrics.reloaded(arm, "unchanged")
+                    log.info("%s: %s: %s unchanged", reason, arm, current.version)
+                    continue
+                arms[arm] = fresh
+                self.metrics.reloaded(arm, "swapped")
+                self.serving(arm, fresh)
+            self.arms = arms  # one assignment: a request sees the old arms or the new ones
+
+    def reload_soon(self, reason: str) -> None:
+        """Start :meth:`reload` in a worker thread (from the event loop, e.g. a signal handler)."""
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reload, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Reload whenever a file in a bundle folder changes (each burst of changes once)."""
+        import watchfiles
+
+        folders = {Path(p.folder).resolve() for p in self.arms.values()}
+
+        def inside(_: Any, path: str) -> bool:
+            changed = Path(path)
+            return any(changed == f or f in changed.parents for f in folders)
+
+        parents = sorted({str(f.parent) for f in folders})
+        async for changes in watchfiles.awatch(*parents, watch_filter=inside, stop_event=stop, step=200):
+            await asyncio.to_thread(self.reload, f"{len(changes)} changes in the bundle folders")
 
     def require_ready(self) -> None:
         current = self.status()[0]
         if current != "ready":
             raise Problem(503, f"not ready: {current}")
 
-    def arm_of(self, record: Any) -> str | None:
+    def arm_of(self, record: Any, arms: Mapping[str, Predictor]) -> str | None:
         """The arm for a record; None if the record lacks a usable routing key."""
-        if "challenger" not in self.arms or self.settings.challenger_share == 0:
+        if "challenger" not in arms or self.settings.challenger_share == 0:
             return "champion"
         key = record.get(self.settings.route_key) if isinstance(record, dict) else None
         if not isinstance(key, (str, int)) or isinstance(key, bool):
@@ -117,7 +186,7 @@ class Service:
         share = self.settings.challenger_share
         return "challenger" if challenger_fraction(str(key)) < share else "champion"
 
-    def route(self, records: list[Any]) -> dict[str, list[int]]:
+    def route(self, records: list[Any], arms: Mapping[str, Predictor]) -> dict[str, list[int]]:
         """Arm -> the rows it answers.
 
         Raises:
@@ -125,11 +194,11 @@ class Service:
         """
         groups: dict[str, list[int]] = {}
         for row, record in enumerate(records):
-            arm = self.arm_of(record)
+            arm = self.arm_of(record, arms)
             if arm is None:
                 field = self.settings.route_key
                 message = f"the routing key {field!r} (a string or integer) is required"
-                raise Problem(422, [{"row": row, "field": field, "message": message}])
+                raise Problem(422, [{"row": row, "field": field, "message": message}], fields=[field])
             groups.setdefault(arm, []).append(row)
         return groups
 
@@ -139,9 +208,10 @@ class Service:
         Raises:
             Problem: 422 listing the records' field problems (rows counted in the whole batch).
         """
+        arms = self.arms  # this request's models, whatever a reload swaps in meanwhile
         results: list[dict[str, Any]] = [{}] * len(records)
-        for arm, rows in self.route(records).items():
-            predictor = self.arms[arm]
+        for arm, rows in self.route(records, arms).items():
+            predictor = arms[arm]
             try:
                 answers = predictor.predict_records([records[i] for i in rows]).answers()
             except RecordError as exc:
@@ -158,7 +228,11 @@ class Service:
         if current != "ready":
             return json_response(503, {"status": current, "error": error})
         models = {arm: {"name": p.name, "version": p.version} for arm, p in self.arms.items()}
-        return json_response(200, {"status": "ready", "models": models})
+        refused = {"refused": dict(self.refused)} if self.refused else {}
+        return json_response(200, {"status": "ready", "models": models, **refused})
+
+    async def prometheus(self) -> Response:
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def metadata(self) -> Response:
         try:
@@ -168,6 +242,7 @@ class Service:
         return json_response(200, {arm: p.metadata for arm, p in self.arms.items()})
 
     async def predict(self, request: Request) -> Response:
+        start = time.perf_counter()
         try:
             limit = self.settings.max_body_bytes
             body = await read_body(request, limit)
@@ -179,7 +254,11 @@ class Service:
                 async with self.slots:
                     results = await asyncio.to_thread(self.score, records)
         except Problem as problem:
+            self.metrics.refused(problem.status, time.perf_counter() - start, problem.fields)
             return problem.response()
+        self.metrics.answered(
+            Counter((r["arm"], r["version"]) for r in results), 200, time.perf_counter() - start
+        )
         if self.prediction_log is not None:
             now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
             self.prediction_log.write(log_lines(results, records, now))
@@ -229,8 +308,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(asyncio.to_thread(service.load_all))
+        stop = asyncio.Event()
+        watching = asyncio.create_task(service.watch(stop)) if service.settings.watch else None
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, service.reload_soon, "SIGHUP")
         yield
+        stop.set()
         await task
+        if watching is not None:
+            await watching
 
     app = FastAPI(
         title="mlpipe model service",
@@ -244,6 +330,12 @@ def create_app(
         service.metadata,
         methods=["GET"],
         summary="The bundles' metadata: schema, lineage, metrics",
+    )
+    app.add_api_route(
+        "/metrics",
+        service.prometheus,
+        methods=["GET"],
+        summary="Prometheus metrics: requests, latency, rows, rejections, the bundles served",
     )
     app.add_api_route(
         "/predict",

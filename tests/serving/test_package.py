@@ -154,6 +154,7 @@ def test_bundle_holds_the_files_metadata_and_card(built: Path):
         "SHA256SUMS",
         "metadata.json",
         "model.onnx",
+        "reference.json",
         "saved_model/fingerprint.pb",
         "saved_model/saved_model.pb",
         "saved_model/variables/variables.data-00000-of-00001",
@@ -177,6 +178,37 @@ def test_bundle_holds_the_files_metadata_and_card(built: Path):
     assert f"# Model card: study-time ({meta['version']})" in card
     assert f"| model (this bundle) | {meta['metrics']['model']['rmse']:.3f}" in card
     assert "| `subject` | string |" in card
+
+
+def test_the_reference_sketches_every_input_of_the_training_split_and_the_test_predictions(
+    built: Path, test_frame
+):
+    from mlpipe import reference
+    from mlpipe.predictor import Predictor
+
+    folder = built / "bundle"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["files"]["reference.json"] == bundle.sha256((folder / "reference.json").read_bytes())
+    ref = reference.Reference.from_dict(io.read_json(folder / "reference.json"), "reference.json")
+    train = io.read_parquet(built / "splits" / "train.parquet")
+    assert sorted(ref.inputs) == sorted(meta["inputs"])
+    for name, sketch in ref.inputs.items():
+        assert sketch.total == len(train), name
+        if meta["inputs"][name]["type"] == "string":
+            assert sketch.kind == "category"
+            assert sketch.levels == train[name].dropna().astype(str).value_counts().to_dict()
+        else:  # deciles of the training values: each bin holds about a tenth
+            assert sketch.kind == "number" and sketch.missing == int(train[name].isna().sum())
+            again = sketch.empty_like()
+            again.add(train[name])
+            assert again.counts == sketch.counts
+            if len(sketch.edges) == reference.BINS - 1:
+                assert max(sketch.counts) < 0.2 * len(train), name
+    predicted = Predictor(folder).predict_frame(test_frame).values
+    assert ref.prediction.total == len(test_frame)
+    live = ref.prediction.empty_like()
+    live.add(predicted)
+    assert live.counts == ref.prediction.counts and reference.psi(ref.prediction, live) == 0.0
 
 
 def test_the_bundle_predicts_what_keras_predicts_on_the_whole_test_split(built: Path, test_frame):

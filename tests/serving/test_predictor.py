@@ -12,21 +12,11 @@ import onnx
 import pandas as pd
 import pytest
 from onnx import TensorProto, helper
+from tests.serving.bundles import refresh_checksums
 
 from mlpipe import bundle
 from mlpipe.bundle import BundleError
 from mlpipe.predictor import Predictor, RecordError
-
-
-def refresh_checksums(folder: Path) -> None:
-    """Rewrite SHA256SUMS and metadata's file list as a forger would, so only format checks remain."""
-    import json
-
-    meta = json.loads((folder / "metadata.json").read_text())
-    listed = [n for n in bundle.list_files(folder) if n not in ("SHA256SUMS", "metadata.json")]
-    meta["files"] = {n: bundle.sha256((folder / n).read_bytes()) for n in listed}
-    (folder / "metadata.json").write_text(json.dumps(meta))
-    (folder / "SHA256SUMS").write_text(bundle.checksums_text(folder))
 
 
 class Exploit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tests.serving.bundles import another_version
 
 from mlpipe.predictor import Predictor
 from mlpipe.server import challenger_fraction
@@ -37,6 +40,7 @@ def serving(*args: str, wait_ready: bool = True) -> Iterator[httpx.Client]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    client.process = process  # type: ignore[attr-defined]  # for the tests that signal it
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -207,3 +211,142 @@ def test_huge_invalid_batches_deep_records_and_long_values_get_bounded_answers(
 
         many = client.post("/predict", json=[record] * 500)  # a valid batch off the event loop
         assert many.status_code == 200 and len(many.json()["predictions"]) == 500
+
+
+def samples(client: httpx.Client) -> dict[tuple[str, frozenset], float]:
+    """``/metrics`` as (sample name, labels) -> value."""
+    text = client.get("/metrics").text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(name: str, **labels: str) -> tuple[str, frozenset]:
+    return name, frozenset(labels.items())
+
+
+def test_metrics_count_requests_rows_rejections_and_the_bundle_served(service, built: Path, record: dict):
+    client, _ = service
+    version = Predictor(built / "bundle").version
+    before = samples(client)
+    assert client.post("/predict", json=record).status_code == 200
+    assert client.post("/predict", json=[record] * 3).status_code == 200
+    assert client.post("/predict", json=[{**record, "age": "old"}, {}]).status_code == 422
+    assert client.post("/predict", content=b"{").status_code == 400
+    after = samples(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return after.get(sample(name, **labels), 0.0) - before.get(sample(name, **labels), 0.0)
+
+    assert delta("mlpipe_requests_total", arm="champion", version=version, status="200") == 2
+    assert delta("mlpipe_rows_scored_total", arm="champion", version=version) == 4
+    assert delta("mlpipe_requests_total", arm="none", version="none", status="422") == 1
+    assert delta("mlpipe_requests_total", arm="none", version="none", status="400") == 1
+    assert delta("mlpipe_schema_rejections_total", field="age") == 2  # one bad, one missing
+    assert delta("mlpipe_schema_rejections_total", field="subject") == 1
+    assert delta("mlpipe_request_duration_seconds_count", arm="champion") == 2
+    info = {"arm": "champion", "model": "study-time", "version": version, "folder": str(built / "bundle")}
+    assert after[sample("mlpipe_bundle_info", **info)] == 1
+    assert client.get("/metrics").headers["content-type"].startswith("text/plain; version=")
+
+
+def test_versions_swap_under_load_without_a_failed_or_mixed_answer(built: Path, tmp_path: Path, record: dict):
+    """SIGHUP swaps three times while four clients send requests: every answer is 200 and its
+    prediction is exactly what the version it names predicts (no request meets a half-loaded model)."""
+    import threading
+
+    versions = [built / "bundle", another_version(built / "bundle", tmp_path / "v2", shift=1.0)]
+    pool = [{**record, "age": age, "student_id": age} for age in range(18, 36)]
+    expected = {
+        Predictor(folder).version: Predictor(folder).predict_records(pool).values.tolist()
+        for folder in versions
+    }
+    assert len(expected) == 2
+    live = Path(shutil.copytree(versions[0], tmp_path / "live"))
+    answers: list[tuple[int, int, str | None, float | None]] = []
+    stop = threading.Event()
+
+    def client_loop(port_url: str, seed: int) -> None:
+        with httpx.Client(base_url=port_url, timeout=10) as http:
+            i = seed
+            while not stop.is_set():
+                response = http.post("/predict", json=pool[i % len(pool)])
+                body = response.json() if response.status_code == 200 else {}
+                answers.append(
+                    (i % len(pool), response.status_code, body.get("version"), body.get("prediction"))
+                )
+                i += 1
+
+    with serving("--bundle", str(live)) as client:
+        url = str(client.base_url)
+        threads = [threading.Thread(target=client_loop, args=(url, s)) for s in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            for swap in range(3):
+                while len(answers) < 400 * (swap + 1):
+                    time.sleep(0.01)
+                target = versions[(swap + 1) % 2]
+                shutil.rmtree(live)
+                shutil.copytree(target, tmp_path / "next")
+                os.rename(tmp_path / "next", live)
+                client.process.send_signal(signal.SIGHUP)
+                wanted = Predictor(target).version
+                deadline = time.monotonic() + 30
+                while client.get("/ready").json()["models"]["champion"]["version"] != wanted:
+                    assert time.monotonic() < deadline, client.get("/ready").text
+                    time.sleep(0.05)
+            while len(answers) < 2000:
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        swapped = samples(client)[sample("mlpipe_bundle_reloads_total", arm="champion", result="swapped")]
+    assert len(answers) >= 2000 and swapped == 3
+    assert [a for a in answers if a[1] != 200] == []
+    assert {a[2] for a in answers} == set(expected)
+    mixed = [a for a in answers if a[3] != pytest.approx(expected[a[2]][a[0]], abs=1e-12)]
+    assert mixed == []
+
+
+def test_watch_swaps_after_a_checkout_and_refuses_a_broken_bundle_while_the_old_one_serves(
+    built: Path, tmp_path: Path, record: dict
+):
+    v2 = another_version(built / "bundle", tmp_path / "v2", shift=1.0)
+    live = Path(shutil.copytree(built / "bundle", tmp_path / "live"))
+    old, new = Predictor(live).version, Predictor(v2).version
+
+    def wait_for(check, what: str) -> dict:
+        deadline = time.monotonic() + 30
+        while not check(ready := client.get("/ready").json()):
+            assert time.monotonic() < deadline, f"{what}: {ready}"
+            time.sleep(0.1)
+        return ready
+
+    with serving("--bundle", str(live), "--watch") as client:
+        for name in bundle_files(v2):  # file by file, in place, as `dvc checkout` does
+            shutil.copyfile(v2 / name, live / name)
+        wait_for(lambda r: r["models"]["champion"]["version"] == new, "swap")
+        assert client.post("/predict", json=record).json()["version"] == new
+
+        data = bytearray((live / "model.onnx").read_bytes())
+        data[100] ^= 0xFF
+        (live / "model.onnx").write_bytes(bytes(data))
+        ready = wait_for(lambda r: "refused" in r, "refusal")
+        assert ready["status"] == "ready" and ready["models"]["champion"]["version"] == new
+        assert "model.onnx: sha256 does not match" in ready["refused"]["champion"]
+        assert client.post("/predict", json=record).json()["version"] == new
+        refused = sample("mlpipe_bundle_reloads_total", arm="champion", result="refused")
+        assert samples(client)[refused] >= 1
+
+        for name in bundle_files(built / "bundle"):  # back to the first version: the refusal clears
+            shutil.copyfile(built / "bundle" / name, live / name)
+        ready = wait_for(lambda r: r["models"]["champion"]["version"] == old, "swap back")
+        assert "refused" not in ready
+
+
+def bundle_files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())

@@ -35,9 +35,10 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 class Problem(Exception):
     """A request the service refuses: its status and detail (the ``detail`` of the JSON body)."""
 
-    def __init__(self, status: int, detail: Any, **extra: Any) -> None:
+    def __init__(self, status: int, detail: Any, fields: Sequence[str | None] = (), **extra: Any) -> None:
         super().__init__(detail)
         self.status, self.detail, self.extra = status, detail, extra
+        self.fields = fields  # the field of every problem found (for the metrics), shown or not
 
     def response(self) -> Response:
         return json_response(self.status, {"detail": self.detail, **self.extra})
@@ -74,7 +75,7 @@ def field_problems(errors: Sequence[FieldError], rows: Sequence[int]) -> Problem
         for e in ordered[:MAX_PROBLEMS]
     ]
     extra = {"problems": len(errors)} if len(errors) > MAX_PROBLEMS else {}
-    return Problem(422, shown, **extra)
+    return Problem(422, shown, fields=[e.field for e in errors], **extra)
 
 
 def log_lines(results: list[dict[str, Any]], records: list[Any], now: str) -> str:
