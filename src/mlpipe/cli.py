@@ -197,6 +197,39 @@ def add_serve(commands: Any) -> None:
     serve.set_defaults(run=_serve)
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from mlpipe.monitoring import command as monitoring
+
+    return monitoring.run(args)
+
+
+def add_monitor(commands: Any) -> None:
+    """``mlpipe monitor``: live metrics and drift from the prediction log and the outcomes."""
+    monitor = command(
+        commands,
+        "monitor",
+        "judge the served model on the outcomes that arrived: live error, drift, challenger",
+        "Joins the prediction log with the outcomes in the database (params.yaml: monitor) and writes"
+        " metrics/monitor.json, plots and report.html. Exit 0 healthy, 2 alert (live error or drift"
+        " over its limit), 3 too few labelled predictions, 1 error.",
+    )
+    monitor.add_argument("logs", nargs="+", help="prediction logs (JSON lines from `mlpipe serve --log`)")
+    monitor.add_argument("--bundle", default="models/package", help="champion bundle (default: %(default)s)")
+    monitor.add_argument(
+        "--params", default="params.yaml", help="params with a monitor section (default: %(default)s)"
+    )
+    monitor.add_argument(
+        "--metrics", default="metrics/monitor.json", help="metrics file (default: %(default)s)"
+    )
+    monitor.add_argument(
+        "--plots", default="metrics/monitor", help="plots and report.html (default: %(default)s)"
+    )
+    monitor.add_argument(
+        "--until", help="last day of the window, YYYY-MM-DD (default: the newest prediction)"
+    )
+    monitor.set_defaults(run=_monitor)
+
+
 def repo_command(commands: Any, name: str, help: str, pipeline: bool = True) -> argparse.ArgumentParser:
     """A subcommand that runs in the project's repository (and, by default, on one pipeline)."""
     parsed = command(commands, name, help)
@@ -271,6 +304,7 @@ def parser() -> argparse.ArgumentParser:
     commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_predict(commands)
     add_serve(commands)
+    add_monitor(commands)
     add_versions(commands)
     return main_parser
 
@@ -288,11 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     try:
-        args.run(args)
+        status = args.run(args)  # None, or a command's own exit status (monitor's verdict)
     except PipelineError as exc:
         print(f"mlpipe: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

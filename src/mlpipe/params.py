@@ -282,6 +282,21 @@ class RegistryParams(_Section):
     _metric_known = field_validator("metric")(classmethod(lambda cls, value: _known_metric(value)))
 
 
+class MonitorParams(_Section):
+    """``mlpipe monitor``: where outcomes arrive, the window judged and the alert thresholds."""
+
+    url: str | None = None  # SQLAlchemy URL of the outcomes; null: ingest.url
+    outcomes: str  # SQL returning the id and the target of each record whose outcome is known
+    id: str  # the record field (and outcomes column) joining a prediction to its outcome
+    window_days: Annotated[int, Field(ge=1)]
+    metric: str  # the live metric compared with the bundle's test value
+    max_error_ratio: Annotated[float, Field(gt=0)]
+    max_psi: Annotated[float, Field(gt=0)]
+    min_labelled: Annotated[int, Field(ge=2)]
+
+    _metric_known = field_validator("metric")(classmethod(lambda cls, value: _known_metric(value)))
+
+
 def _known_metric(value: str) -> str:
     """A metric whose better direction is known (the one table of :mod:`mlpipe.decisions`)."""
     from mlpipe import decisions
@@ -306,6 +321,7 @@ class Params:
     package: PackageParams
     registry: RegistryParams
     simulate: SimulateParams | None = None  # only a pipeline with the simulate stage has one
+    monitor: MonitorParams | None = None  # only a monitored pipeline has one (`mlpipe monitor`)
 
 
 def _describe(error: ValidationError) -> str:
