@@ -258,6 +258,11 @@ def add_versions(commands: Any) -> None:
     promote = repo_command(commands, "promote", help="assign a stage to a version (refused if it regresses)")
     promote.add_argument("version", help="e.g. v2.0.0 or study-time@v2.0.0")
     promote.add_argument("--stage", default="prod", help="default: %(default)s")
+    promote.add_argument(
+        "--live",
+        metavar="MONITOR_JSON",
+        help="let live outcomes decide: this mlpipe monitor result (metrics/monitor.json) must say promote",
+    )
     promote.set_defaults(run=versions.promote)
 
     rollback = repo_command(commands, "rollback", help="re-point a stage to the version it held before")
@@ -289,6 +294,17 @@ def add_versions(commands: Any) -> None:
     gc.add_argument("--remote", help="DVC remote to check (default: the default remote)")
     gc.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc gc, after --")
     gc.set_defaults(run=versions.gc)
+
+    retrain = repo_command(
+        commands, "retrain", help="retrain on new data or after an alert; register the result as challenger"
+    )
+    retrain.add_argument(
+        "--monitor",
+        default="metrics/monitor.json",
+        help="mlpipe monitor's metrics, in the pipeline folder: an alert retrains (default: %(default)s)",
+    )
+    retrain.add_argument("--dry-run", action="store_true", help="say whether it would retrain, do nothing")
+    retrain.set_defaults(run=versions.retrain)
 
     sweep = repo_command(commands, "sweep", help="queue a grid of experiments, every key checked first")
     sweep.add_argument("file", help="sweep file with a grid, e.g. sweeps/seed-grid.yaml")

@@ -54,6 +54,8 @@ class SimulateParams(_Section):
     start_date: str
     days: int
     dropout_label_noise: float
+    later_terms: Annotated[int, Field(ge=0)] = 0
+    term_sessions: Annotated[int, Field(ge=1)] = 2000
 
     @model_validator(mode="after")
     def _positive(self) -> SimulateParams:
@@ -297,6 +299,13 @@ class MonitorParams(_Section):
     _metric_known = field_validator("metric")(classmethod(lambda cls, value: _known_metric(value)))
 
 
+class RetrainParams(_Section):
+    """``mlpipe retrain``: when new data is enough to retrain, and where the result goes."""
+
+    min_new_rows: Annotated[int, Field(ge=1)]
+    stage: str  # the GTO stage a retrained version is assigned (it competes live from there)
+
+
 def _known_metric(value: str) -> str:
     """A metric whose better direction is known (the one table of :mod:`mlpipe.decisions`)."""
     from mlpipe import decisions
@@ -322,6 +331,7 @@ class Params:
     registry: RegistryParams
     simulate: SimulateParams | None = None  # only a pipeline with the simulate stage has one
     monitor: MonitorParams | None = None  # only a monitored pipeline has one (`mlpipe monitor`)
+    retrain: RetrainParams | None = None  # only a pipeline retrained on new data has one
 
 
 def _describe(error: ValidationError) -> str:

@@ -2,7 +2,8 @@
 
 Inputs: none. Outputs: a SQLite database with tables ``students``, ``topics``,
 ``study_sessions`` and ``student_outcomes``, and a metrics file with the data's size, its noise
-floor, and the dropout labels' rate and noise.
+floor, and the dropout labels' rate and noise. With ``simulate.later_terms``, later terms of
+shifted sessions follow the first (the monitoring demo; :mod:`mlpipe.synthetic`).
 Params: ``base.seed``, ``simulate.*``.
 
 The data's generative model (the target's formula, its noise floor, the dropout labels) is in
@@ -88,10 +89,21 @@ def simulate(database: str, params: SimulateParams, seed: int) -> dict[str, floa
             stats.add(sessions["actual_duration"].to_numpy(), signal)
             engagement.add(sessions)
             log.info("wrote sessions %d-%d of %d", start + 1, stop, params.n_sessions)
+        for term in range(1, params.later_terms + 1):  # the dropout labels stay the first term's
+            first = params.n_sessions + (term - 1) * params.term_sessions
+            for chunk, start in enumerate(range(first, first + params.term_sessions, CHUNK_ROWS)):
+                stop = min(start + CHUNK_ROWS, first + params.term_sessions)
+                sessions, _ = make_sessions(
+                    start, stop, chunk, students_by_id, topics_by_id, activity, params, seed, term
+                )
+                sessions.to_sql("study_sessions", con, if_exists="append", index=False)
+            log.info("wrote later term %d: sessions %d-%d", term, first + 1, first + params.term_sessions)
         outcomes, dropout = engagement.outcomes(params.dropout_label_noise, seed)
         outcomes.to_sql("student_outcomes", con, if_exists="append", index=False, chunksize=CHUNK_ROWS)
     con.close()
+    later = {"later_terms": params.later_terms, "later_sessions": params.later_terms * params.term_sessions}
     return {
+        **(later if params.later_terms else {}),
         "n_sessions": params.n_sessions,
         "n_students": params.n_students,
         "n_topics": params.n_topics,

@@ -26,6 +26,14 @@ driven by engagement over all of the student's sessions, standardised across stu
 
 A student without sessions takes the mean of each mean. The realised share of flipped labels is
 recorded as ``dropout_label_noise_realised``.
+
+**Later terms** (``simulate.later_terms``, for the monitoring demo) follow the first, each
+``simulate.days`` long with ``simulate.term_sessions`` sessions by the same students, and the world
+moves in three documented ways (:data:`LATER_TERM`): sessions skew to the night (time of day drawn
+with shares 0.1/0.15/0.3/0.45 instead of 0.25/0.3/0.3/0.15), topics skew to the hard ones (drawn
+in proportion to ``difficulty_level`` squared instead of uniformly), and the true formula's
+``breaks_taken`` coefficient rises from 0.12 to 0.3 h per break. The first term's rows are the same
+bytes with or without later terms, and the dropout labels come from the first term alone.
 """
 
 from __future__ import annotations
@@ -62,6 +70,14 @@ METHOD = {
     "group_study": 1.15,
 }
 ENVIRONMENT = {"home": 1.0, "library": 0.9, "cafe": 1.12, "classroom": 0.95}
+
+# What changes in a later term (see the module docstring).
+LATER_TERM = {
+    "time_of_day_shares": [0.1, 0.15, 0.3, 0.45],  # morning, afternoon, evening, night
+    "topic_weight_power": 2.0,  # topics drawn in proportion to difficulty_level ** power
+    "breaks_coefficient": 0.3,  # hours per break (0.12 in the first term)
+}
+FIRST_TERM = {"time_of_day_shares": [0.25, 0.3, 0.3, 0.15], "breaks_coefficient": 0.12}
 
 # Dropout logit: intercept, then weights of the standardised engagement measures.
 DROPOUT_LOGIT = {
@@ -108,13 +124,19 @@ def make_topics(n: int, seed: int) -> pd.DataFrame:
     )
 
 
-def true_signal(sessions: pd.DataFrame, students: pd.DataFrame, topics: pd.DataFrame) -> np.ndarray:
+def true_signal(
+    sessions: pd.DataFrame,
+    students: pd.DataFrame,
+    topics: pd.DataFrame,
+    breaks_coefficient: float = FIRST_TERM["breaks_coefficient"],
+) -> np.ndarray:
     """The noise-free expected duration in hours (the formula in the module docstring).
 
     Args:
         sessions: Sessions with their ``student_id`` and ``topic_id``.
         students: Students indexed by ``student_id``.
         topics: Topics indexed by ``topic_id``.
+        breaks_coefficient: Hours per break (a later term's differs).
     """
     student = students.loc[sessions["student_id"]]
     topic = topics.loc[sessions["topic_id"]]
@@ -133,7 +155,7 @@ def true_signal(sessions: pd.DataFrame, students: pd.DataFrame, topics: pd.DataF
         0.5
         + topic["estimated_base_time"].to_numpy() * factor
         + 0.08 * topic["prerequisites_count"].to_numpy()
-        + 0.12 * sessions["breaks_taken"].to_numpy()
+        + breaks_coefficient * sessions["breaks_taken"].to_numpy()
     )
 
 
@@ -219,6 +241,7 @@ def make_sessions(
     activity: np.ndarray,
     params: SimulateParams,
     seed: int,
+    term: int = 0,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Sessions ``start`` to ``stop - 1`` (0-based) and their noise-free signal.
 
@@ -231,20 +254,28 @@ def make_sessions(
         activity: Each student's probability of being the one in a session.
         params: Date range and noise.
         seed: The base seed.
+        term: 0 for the first term; a later term starts ``term * days`` days later, shifted
+            (:data:`LATER_TERM`), with random numbers of its own.
     """
-    rng = np.random.default_rng([seed, 2, chunk_index])
+    rng = np.random.default_rng([seed, 2, chunk_index] if term == 0 else [seed, 6, term, chunk_index])
+    shape = FIRST_TERM if term == 0 else LATER_TERM
     n = stop - start
     student_id = rng.choice(students.index.to_numpy(), size=n, p=activity)
-    topic_id = rng.integers(1, len(topics) + 1, size=n)
+    if term == 0:
+        topic_id = rng.integers(1, len(topics) + 1, size=n)
+    else:
+        weight = topics["difficulty_level"].to_numpy(np.float64) ** LATER_TERM["topic_weight_power"]
+        topic_id = rng.choice(topics.index.to_numpy(), size=n, p=weight / weight.sum())
     base_time = topics["estimated_base_time"].loc[topic_id].to_numpy()
-    day = pd.Timestamp(params.start_date) + pd.to_timedelta(rng.integers(0, params.days, n), "D")
+    first_day = pd.Timestamp(params.start_date) + pd.Timedelta(days=term * params.days)
+    day = first_day + pd.to_timedelta(rng.integers(0, params.days, n), "D")
     sessions = pd.DataFrame(
         {
             "session_id": np.arange(start + 1, stop + 1),
             "student_id": student_id,
             "topic_id": topic_id,
             "session_date": day.strftime("%Y-%m-%d"),
-            "time_of_day": rng.choice(list(TIME_OF_DAY), size=n, p=[0.25, 0.3, 0.3, 0.15]),
+            "time_of_day": rng.choice(list(TIME_OF_DAY), size=n, p=shape["time_of_day_shares"]),
             "study_method": rng.choice(list(METHOD), size=n),
             "environment": rng.choice(list(ENVIRONMENT), size=n),
             "energy_level": rng.integers(1, 6, size=n),
@@ -252,7 +283,7 @@ def make_sessions(
             "breaks_taken": np.minimum(rng.poisson(0.5 * base_time), 12),
         }
     )
-    signal = true_signal(sessions, students, topics)
+    signal = true_signal(sessions, students, topics, float(shape["breaks_coefficient"]))
     noisy = signal + rng.normal(0.0, params.noise_sd, size=n)
     sessions["actual_duration"] = np.round(np.maximum(noisy, MIN_DURATION), 4)
     return sessions, signal

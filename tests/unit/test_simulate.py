@@ -74,3 +74,26 @@ def test_main_writes_database_and_metrics(tmp_path, params_dict):
     simulate.main(["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--metrics", str(metrics)])
     assert len(read(out, "study_sessions")) == 100
     assert '"n_sessions": 100' in metrics.read_text()
+
+
+def test_a_later_term_follows_the_first_unchanged_and_moves_as_documented(tmp_path, params):
+    first = params.simulate.model_copy(update={"n_sessions": 3000, "n_students": 200, "noise_sd": 0.0})
+    later = first.model_copy(update={"later_terms": 1, "term_sessions": 3000})
+    simulate.simulate(str(tmp_path / "one.db"), first, seed=4)
+    metrics = simulate.simulate(str(tmp_path / "two.db"), later, seed=4)
+    one, two = read(tmp_path / "one.db", "study_sessions"), read(tmp_path / "two.db", "study_sessions")
+    assert two.iloc[:3000].equals(one)  # the first term's rows are the same
+    assert read(tmp_path / "one.db", "student_outcomes").equals(read(tmp_path / "two.db", "student_outcomes"))
+    term = two.iloc[3000:]
+    assert term["session_id"].tolist() == list(range(3001, 6001)) and metrics["later_sessions"] == 3000
+    assert term["session_date"].min() > one["session_date"].max()
+    night = [(frame["time_of_day"] == "night").mean() for frame in (one, term)]
+    assert abs(night[0] - 0.15) < 0.03 and abs(night[1] - 0.45) < 0.03
+    topics = read(tmp_path / "two.db", "topics").set_index("topic_id")
+    hardness = [topics.loc[frame["topic_id"], "difficulty_level"].mean() for frame in (one, term)]
+    assert hardness[1] > hardness[0] + 1
+    # noise-free: each later session's duration is the formula with 0.3 h per break
+    students = read(tmp_path / "two.db", "students").set_index("student_id")
+    signal = synthetic.true_signal(term, students, topics, breaks_coefficient=0.3)
+    expected = np.round(np.maximum(signal, synthetic.MIN_DURATION), 4)
+    assert np.allclose(term["actual_duration"].to_numpy(), expected, atol=1e-4)

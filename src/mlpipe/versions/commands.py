@@ -1,6 +1,6 @@
 """The ``mlpipe`` commands on versions and experiments (``register``, ``promote``, ``rollback``,
-``compare``, ``fetch``, ``gc``, ``sweep``): each reads its parsed arguments, calls the registry and
-prints the outcome; :mod:`mlpipe.cli` declares their options. The libraries load on first use.
+``compare``, ``fetch``, ``gc``, ``retrain``, ``sweep``): each reads its parsed arguments, calls the
+registry and prints the outcome; :mod:`mlpipe.cli` declares their options. The libraries load on first use.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def _move_stage(args: argparse.Namespace, how: str) -> None:
 
     project = repository.project(args.repo, args.pipeline)
     if how == "promote":
-        version = registry.promote(project, args.version, args.stage)
+        live = Path(args.live) if args.live else None
+        version = registry.promote(project, args.version, args.stage, live=live)
         done = f"{project.artifact} {version} is now in {args.stage}"
     else:
         version = registry.rollback(project, args.stage, args.to)
@@ -87,6 +88,36 @@ def gc(args: argparse.Namespace) -> None:
     from mlpipe.versions import registry
 
     registry.gc(Path(args.repo).resolve(), [a for a in args.dvc_args if a != "--"], remote=args.remote)
+
+
+def retrain(args: argparse.Namespace) -> None:
+    from mlpipe.monitoring import retrain
+    from mlpipe.versions import registry, repository
+
+    project = repository.project(args.repo, args.pipeline)
+    if project.params.retrain is None:
+        raise repository.RegistryError(f"{project.pipeline or '.'}/params.yaml has no retrain section")
+    folder = project.root / project.pipeline
+    decision = retrain.decide(
+        retrain.source_rows(project.params.ingest, folder),
+        retrain.snapshot_rows(project),
+        project.params.retrain.min_new_rows,
+        retrain.monitoring_verdict(folder / args.monitor),
+    )
+    if not decision.retrain or args.dry_run:
+        print(
+            f"mlpipe: {'would retrain' if decision.retrain else 'no retraining'}: {decision.reason}",
+            file=sys.stderr,
+        )
+        return
+    print(f"mlpipe: retraining {project.artifact}: {decision.reason}", file=sys.stderr)
+    tag = retrain.retrain(project, decision)
+    stage = project.params.retrain.stage
+    print(
+        f"mlpipe: registered {tag} in {stage} (push it: git push origin {tag}"
+        f" {registry.stage_tag(project, stage)} && dvc push)",
+        file=sys.stderr,
+    )
 
 
 def sweep(args: argparse.Namespace) -> None:

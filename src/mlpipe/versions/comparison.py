@@ -53,18 +53,18 @@ def metrics_at(project: Project, rev: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def _package_stage(dvc_yaml: str, pipeline: str, entries: str) -> tuple[str, list[str]]:
-    """The ``dvc.yaml`` named for messages, and the paths its package stage declares under
+def stage_paths(dvc_yaml: str, pipeline: str, entries: str, name: str = "package") -> tuple[str, list[str]]:
+    """The ``dvc.yaml`` named for messages, and the paths its stage ``name`` declares under
     ``entries`` (``outs`` or ``metrics``), relative to the repository.
 
     Raises:
-        RegistryError: if there is no package stage.
+        RegistryError: if there is no such stage.
     """
     where = f"{pipeline}/dvc.yaml" if pipeline else "dvc.yaml"
     try:
-        stage = yaml.safe_load(dvc_yaml)["stages"]["package"]
+        stage = yaml.safe_load(dvc_yaml)["stages"][name]
     except (yaml.YAMLError, KeyError, TypeError):
-        raise RegistryError(f"{where} has no package stage") from None
+        raise RegistryError(f"{where} has no {name} stage") from None
     declared = [next(iter(e)) if isinstance(e, dict) else e for e in stage.get(entries) or []]
     return where, [posixpath.normpath(posixpath.join(pipeline, path)) for path in declared]
 
@@ -76,7 +76,7 @@ def gate_path(dvc_yaml: str, pipeline: str = "") -> str:
     Raises:
         RegistryError: if there is no package stage, or it declares other than one metrics file.
     """
-    where, declared = _package_stage(dvc_yaml, pipeline, "metrics")
+    where, declared = stage_paths(dvc_yaml, pipeline, "metrics")
     if len(declared) != 1:
         raise RegistryError(f"{where}: the package stage must declare one metrics file (its gate verdict)")
     return declared[0]
@@ -88,7 +88,7 @@ def bundle_path(dvc_yaml: str, pipeline: str = "") -> str:
     Raises:
         RegistryError: if there is no package stage or it declares no output.
     """
-    where, outs = _package_stage(dvc_yaml, pipeline, "outs")
+    where, outs = stage_paths(dvc_yaml, pipeline, "outs")
     if not outs:
         raise RegistryError(f"{where}: the package stage declares no output (its bundle)")
     return outs[0]

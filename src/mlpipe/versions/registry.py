@@ -160,11 +160,16 @@ def _version(tag: str) -> str:
     return tag.rsplit("@", 1)[1]
 
 
-def promote(project: Project, version: str, stage: str = "prod") -> str:
+def promote(project: Project, version: str, stage: str = "prod", live: Path | None = None) -> str:
     """Assign ``stage`` to ``version`` unless it is worse than the current one beyond tolerance.
 
+    With ``live`` (``mlpipe monitor``'s metrics file), live outcomes decide instead of the test
+    metrics (a retrained version's test split is not the old one's): the comparison there must say
+    ``promote``, for the version the challenger stage holds.
+
     Raises:
-        RegistryError: naming both versions and the metric, for a regression.
+        RegistryError: naming both versions and the metric, for a regression; or what the live
+            comparison says instead of ``promote``.
     """
     from gto import api
 
@@ -172,7 +177,9 @@ def promote(project: Project, version: str, stage: str = "prod") -> str:
     if tag not in version_tags(project):
         raise RegistryError(f"{tag} is not a registered version (see `gto show`)")
     current = current_version(project, stage)
-    if current is not None:
+    if live is not None:
+        check_live_verdict(project, _version(tag), live)
+    elif current is not None:
         result = compare_revisions(project, version_tag(project, current), tag)
         if result.worse:
             raise RegistryError(
@@ -181,6 +188,30 @@ def promote(project: Project, version: str, stage: str = "prod") -> str:
             )
     api.assign(str(project.root), project.artifact, stage, version=_version(tag))
     return _version(tag)
+
+
+def check_live_verdict(project: Project, version: str, live: Path) -> None:
+    """That monitoring's champion/challenger comparison says ``promote`` and that ``version`` is
+    the challenger it judged (the version the challenger stage holds).
+
+    Raises:
+        RegistryError: otherwise, saying what the comparison says.
+    """
+    if not live.is_file():
+        raise RegistryError(f"{live}: no monitoring result (run `mlpipe monitor` on the prediction log)")
+    comparison = json.loads(live.read_text(encoding="utf-8")).get("comparison")
+    if comparison is None:
+        raise RegistryError(f"{live}: no champion/challenger comparison (the log holds no challenger)")
+    challenger = project.params.retrain.stage if project.params.retrain else "challenger"
+    held = current_version(project, challenger)
+    if held != version:
+        raise RegistryError(
+            f"{version} is not the version in {challenger} ({held}): the live verdict is not about it"
+        )
+    if comparison["verdict"] != "promote":
+        raise RegistryError(
+            f"the live comparison says {comparison['verdict']!r}, not 'promote' ({live}); not promoting"
+        )
 
 
 def rollback(project: Project, stage: str = "prod", to: str | None = None) -> str:

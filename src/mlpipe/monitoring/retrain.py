@@ -1,0 +1,141 @@
+"""``mlpipe retrain``: retrain on new data when enough has arrived or monitoring alerted, and let
+the result compete.
+
+The decision: the rows the source holds now (``ingest.url`` / ``ingest.query``, counted in the
+database) against the snapshot's extent that ``ingest`` recorded (its metrics' ``rows``); at
+least ``retrain.min_new_rows`` new rows, or the verdict ``alert`` in the monitoring metrics,
+retrains. Then, in a committed tree: ``dvc repro --force`` of the ingest stage (a new snapshot),
+``dvc repro`` of the pipeline (the gate in the package stage decides), a commit of what the run
+changed, the new version registered (GTO, minor bump) and assigned ``retrain.stage``
+(``challenger``). A model that fails the gate is not registered: the reason is printed and kept in
+the package stage's metrics, and nothing is committed (``git checkout -- . && dvc checkout`` goes
+back to the committed version).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy
+
+from mlpipe.errors import PipelineError
+from mlpipe.params import IngestParams
+from mlpipe.versions.repository import Project, RegistryError, git
+
+
+@dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    reason: str
+    new_rows: int
+
+
+def source_rows(settings: IngestParams, folder: Path) -> int:
+    """How many rows the ingest source holds now (paths and SQLite URLs relative to ``folder``).
+
+    Raises:
+        PipelineError: if the source cannot be read.
+    """
+    from mlpipe import ingest, io
+
+    with contextlib.chdir(folder):
+        if ingest.is_file_source(settings.url):
+            path = Path(settings.url)
+            if path.suffix.lower() == ".csv":
+                return sum(len(chunk) for chunk in ingest.read_file_chunks(path))
+            return io.parquet_rows(path)
+        url = ingest.database_url(settings.url)
+        query = sqlalchemy.text(f"SELECT COUNT(*) FROM ({settings.query}) AS snapshot")
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as con:
+                return int(con.execute(query).scalar_one())
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            shown = url.render_as_string(hide_password=True)
+            raise PipelineError(f"cannot count the source rows at {shown}: {detail}") from None
+        finally:
+            engine.dispose()
+
+
+def decide(now: int, snapshot: int, min_new_rows: int, verdict: str | None) -> Decision:
+    """Whether to retrain, and why, from the source's rows now, the snapshot's, and monitoring's verdict."""
+    new = now - snapshot
+    if verdict == "alert":
+        return Decision(True, f"monitoring alerted ({new} new rows)", new)
+    if new >= min_new_rows:
+        return Decision(True, f"{new} new rows since the snapshot (at least {min_new_rows})", new)
+    return Decision(False, f"{new} new rows (fewer than {min_new_rows}) and no alert", new)
+
+
+def snapshot_rows(project: Project) -> int:
+    """The rows of the current snapshot, from the metrics file the ingest stage declares."""
+    from mlpipe.versions.comparison import stage_paths
+
+    dvc_yaml = (project.root / project.pipeline / "dvc.yaml").read_text(encoding="utf-8")
+    where, declared = stage_paths(dvc_yaml, project.pipeline, "metrics", name="ingest")
+    if not declared or not (project.root / declared[0]).is_file():
+        raise RegistryError(f"{where}: no ingest metrics with the snapshot's rows: run `dvc repro` first")
+    return int(json.loads((project.root / declared[0]).read_text(encoding="utf-8"))["rows"])
+
+
+def monitoring_verdict(path: Path) -> str | None:
+    """The verdict of the last ``mlpipe monitor`` run (its metrics file), or None if there is none."""
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("verdict")
+
+
+def dvc(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=project.root, capture_output=True, text=True
+    )
+
+
+def retrain(project: Project, decision: Decision) -> str:
+    """Re-snapshot, reproduce, commit, register and assign; return the new version's tag.
+
+    Raises:
+        RegistryError: if the tree has uncommitted changes, or the gate refused the new model.
+    """
+    from mlpipe.versions import comparison, registry
+
+    if git(project.root, "status", "--porcelain", "--untracked-files=no").strip():
+        raise RegistryError("uncommitted changes: commit them, then retrain (a retraining is its own commit)")
+    pipeline = str(Path(project.pipeline or ".", "dvc.yaml"))
+    snapshot = dvc(project, "repro", "--force", "--single-item", f"{pipeline}:ingest")
+    if snapshot.returncode != 0:
+        raise PipelineError(f"re-snapshot failed: {last_error(snapshot)}")
+    run = dvc(project, "repro", pipeline)
+    if run.returncode != 0:
+        dvc_yaml = (project.root / pipeline).read_text(encoding="utf-8")
+        verdict = project.root / comparison.gate_path(dvc_yaml, project.pipeline)
+        gate = json.loads(verdict.read_text(encoding="utf-8")) if verdict.is_file() else {}
+        if gate.get("passed") is False:
+            from mlpipe import gate as gates
+
+            failed = "; ".join(gates.failures(gate))
+            raise RegistryError(
+                f"the retrained model failed the gate, not registering: {failed} (see {verdict})"
+            )
+        raise PipelineError(f"dvc repro failed: {last_error(run)}")
+    git(project.root, "add", "--update", "--", project.pipeline or ".")  # what the run changed, no stray file
+    if git(project.root, "status", "--porcelain", "--untracked-files=no").strip():
+        git(project.root, "commit", "--quiet", "-m", f"retrain {project.artifact}: {decision.reason}")
+    tag = registry.register(project)
+    from gto import api
+
+    stage = project.params.retrain.stage if project.params.retrain else "challenger"
+    api.assign(str(project.root), project.artifact, stage, version=tag.rsplit("@", 1)[1])
+    return tag
+
+
+def last_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["no output"])[-1].strip()

@@ -1,0 +1,44 @@
+"""The retraining decision: new rows counted in the source against the snapshot, or an alert."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from mlpipe.errors import PipelineError
+from mlpipe.monitoring.retrain import decide, monitoring_verdict, source_rows
+from mlpipe.params import IngestParams
+
+
+def test_enough_new_rows_or_an_alert_retrains_and_says_why():
+    assert decide(12_050, 12_000, 50, None).retrain
+    assert decide(12_050, 12_000, 50, None).reason == "50 new rows since the snapshot (at least 50)"
+    assert not decide(12_049, 12_000, 50, "healthy").retrain
+    assert decide(12_049, 12_000, 50, "healthy").reason == "49 new rows (fewer than 50) and no alert"
+    alerted = decide(12_000, 12_000, 50, "alert")
+    assert alerted.retrain and alerted.reason == "monitoring alerted (0 new rows)"
+
+
+def test_source_rows_are_counted_in_the_database_or_the_file(tmp_path):
+    db = tmp_path / "source.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (id INTEGER, y REAL)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, i / 2) for i in range(37)])
+    con.close()
+    query = "SELECT id, y FROM t WHERE id >= 5"
+    assert source_rows(IngestParams(url="sqlite:///source.db", query=query), tmp_path) == 32
+    pd.DataFrame({"id": range(9)}).to_csv(tmp_path / "table.csv", index=False)
+    assert source_rows(IngestParams(url="table.csv", query=None), tmp_path) == 9
+    with pytest.raises(
+        PipelineError, match="cannot count the source rows at sqlite:///source.db: no such table"
+    ):
+        source_rows(IngestParams(url="sqlite:///source.db", query="SELECT * FROM nowhere"), tmp_path)
+
+
+def test_the_monitoring_verdict_is_read_from_its_metrics_file(tmp_path):
+    assert monitoring_verdict(tmp_path / "monitor.json") is None
+    (tmp_path / "monitor.json").write_text(json.dumps({"verdict": "alert"}))
+    assert monitoring_verdict(tmp_path / "monitor.json") == "alert"
