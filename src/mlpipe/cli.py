@@ -87,32 +87,60 @@ def _serve(args: argparse.Namespace) -> None:
     from mlpipe.predictor import Predictor
     from mlpipe.server import Settings, create_app
 
-    if args.challenger_share and not args.challenger:
-        raise PipelineError("--challenger-share needs --challenger")
+    with_challenger = bool(args.challenger or args.challenger_stage)
+    if args.challenger and args.challenger_stage:
+        raise PipelineError("give --challenger (a folder) or --challenger-stage, not both")
+    if args.challenger_share and not with_challenger:
+        raise PipelineError("--challenger-share needs --challenger or --challenger-stage")
+    if args.watch and (args.version or args.stage or args.challenger_stage):
+        raise PipelineError(
+            "--watch reloads a bundle folder; --version/--stage serve a fetched copy (use SIGHUP)"
+        )
     settings = Settings(
-        challenger_share=args.challenger_share if args.challenger else 0.0,
+        challenger_share=args.challenger_share if with_challenger else 0.0,
         route_key=args.route_key,
         max_body_bytes=args.max_body_bytes,
         max_batch=args.max_batch,
         scoring_threads=args.scoring_threads,
         watch=args.watch,
     )
-    if args.watch and (args.version or args.stage):
-        raise PipelineError("--watch reloads a bundle folder; --version/--stage serve a fetched copy")
     with contextlib.ExitStack() as resources:
-        champion = args.bundle
-        if args.version or args.stage:  # a registered version, fetched for as long as it is served
-            champion = versions.fetched(args, resources.enter_context(tempfile.TemporaryDirectory()))
+        sources = _registry_sources(args, resources)  # arms that follow the registry, fetched
+        champion = sources["champion"]() if "champion" in sources else args.bundle
+        challenger = sources["challenger"]() if "challenger" in sources else args.challenger
         log_file = (
             resources.enter_context(open(args.log, "a", encoding="utf-8", buffering=1)) if args.log else None
         )
         app = create_app(
             Predictor(champion, threads=args.threads),
-            Predictor(args.challenger, threads=args.threads) if args.challenger else None,
+            Predictor(challenger, threads=args.threads) if challenger else None,
             settings,
             log_file,
+            sources=sources,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=args.access_log)
+
+
+def _registry_sources(args: argparse.Namespace, resources: contextlib.ExitStack) -> dict[str, Any]:
+    """For ``--version``/``--stage``/``--challenger-stage``: each arm's :class:`Following`, which
+    fetches the version its stage holds (again on SIGHUP, when the stage has moved)."""
+    if not (args.version or args.stage or args.challenger_stage):
+        return {}
+    from mlpipe.versions import repository
+    from mlpipe.versions.following import Following
+
+    project = repository.project(args.repo, args.pipeline)
+    workdir = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="mlpipe-serve-")))
+    sources: dict[str, Any] = {}
+    if args.version or args.stage:
+        sources["champion"] = Following(project, workdir / "champion", args.stage, args.version)
+        if sources["champion"].wanted() is None:
+            raise PipelineError(f"no version of {project.artifact} is in {args.stage} (see `gto show`)")
+    if args.challenger_stage:  # may hold no version yet: the arm opens when it does
+        sources["challenger"] = Following(project, workdir / "challenger", args.challenger_stage)
+    for arm, source in sources.items():
+        print(f"mlpipe: {arm} follows {project.artifact} {source.version or source.stage}", file=sys.stderr)
+    return sources
 
 
 def command(commands: Any, name: str, help: str, details: str = "") -> argparse.ArgumentParser:
@@ -174,6 +202,10 @@ def add_serve(commands: Any) -> None:
     serve.add_argument("--repo", default=".", help="with --version/--stage: the project's repository")
     serve.add_argument("--pipeline", default=".", help="with --version/--stage: the pipeline's folder")
     serve.add_argument("--challenger", help="challenger bundle")
+    serve.add_argument(
+        "--challenger-stage",
+        help="serve the version this stage holds as challenger, e.g. challenger (fetched)",
+    )
     serve.add_argument("--challenger-share", type=float, default=0.0, help="share of routing keys (0-1)")
     serve.add_argument(
         "--route-key", default="student_id", help="record field to route by (default: %(default)s)"

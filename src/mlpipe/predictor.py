@@ -59,9 +59,10 @@ class Predictor:
         predictor._load(verified)
         return predictor
 
-    def fresh(self) -> Predictor:
-        """A new, unloaded predictor over the same folder and settings (to load a changed bundle)."""
-        return Predictor(self.folder, self._threads)
+    def fresh(self, folder: str | os.PathLike[str] | None = None) -> Predictor:
+        """A new, unloaded predictor with the same settings, over ``folder`` (default: this one's),
+        to load a changed bundle."""
+        return Predictor(self.folder if folder is None else folder, self._threads)
 
     @property
     def ready(self) -> bool:

@@ -6,8 +6,10 @@ Endpoints: ``GET /health`` (the process is alive), ``GET /ready`` (every bundle 
 :mod:`mlpipe.serving.metrics`) and the OpenAPI docs at ``/docs``.
 
 Versions swap without a restart: on SIGHUP, and with ``Settings.watch`` whenever a file in a bundle
-folder changes (``dvc checkout``/``dvc pull`` of another version), every arm's folder is verified
-and loaded again in a worker thread, off the request path, and swapped in whole only then. A
+folder changes (``dvc checkout``/``dvc pull`` of another version), every arm's bundle is verified
+and loaded again in a worker thread, off the request path, and swapped in whole only then. An arm
+can follow a registry stage instead of a folder (``sources``): then a reload fetches the version
+the stage holds now, and a challenger arm opens once its stage holds one. A
 request scores on the arms it started with, so requests in flight finish on the old model and none
 sees a half-loaded one. A bundle that fails verification is refused, with its reason in the log and
 in ``/ready``'s ``refused``, and the arm keeps serving what it served.
@@ -35,7 +37,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -90,12 +92,19 @@ class Service:
         challenger: Predictor | None,
         settings: Settings,
         prediction_log: TextIO | None,
+        sources: Mapping[str, Callable[[], str | None]] | None = None,
     ) -> None:
         if not 0 <= settings.challenger_share <= 1:
             raise PipelineError(f"challenger share must be in [0, 1], got {settings.challenger_share}")
         if settings.scoring_threads < 1:
             raise PipelineError(f"scoring threads must be at least 1, got {settings.scoring_threads}")
         self.arms = {"champion": champion, **({"challenger": challenger} if challenger is not None else {})}
+        # Where each arm's bundle is (re)loaded from: its folder, or a registry stage's latest fetch
+        # (an arm whose stage holds no version yet opens on the reload after it does).
+        self.sources: dict[str, Callable[[], str | None]] = {
+            arm: (lambda folder=p.folder: folder) for arm, p in self.arms.items()
+        }
+        self.sources.update(sources or {})
         self.settings = settings
         self.prediction_log = prediction_log
         self.slots = asyncio.Semaphore(settings.scoring_threads)
@@ -127,22 +136,27 @@ class Service:
         self.metrics.serving(arm, predictor.name, predictor.version, predictor.folder)
 
     def reload(self, reason: str) -> None:
-        """Verify and load every arm's folder again (in the calling thread: never the event loop's)
-        and swap in, at once, each arm whose new bundle loaded; a refused one keeps its old model."""
+        """Verify and load every arm's bundle again from its source (in the calling thread: never
+        the event loop's) and swap in, at once, each arm whose new bundle loaded; a refused one
+        keeps its old model."""
         with self._loading:
             arms = dict(self.arms)
-            for arm, current in self.arms.items():
-                fresh = current.fresh()
+            for arm, source in self.sources.items():
+                current = arms.get(arm)
                 try:
+                    folder = source()
+                    if folder is None:  # a stage that holds no version (yet)
+                        continue
+                    fresh = arms["champion"].fresh(folder)
                     fresh.load()
                 except PipelineError as exc:
                     self.refused[arm] = str(exc)
                     self.metrics.reloaded(arm, "refused")
-                    kept = current.version if current.ready else "nothing"
+                    kept = current.version if current is not None and current.ready else "nothing"
                     log.error("%s: %s: new bundle refused, still serving %s: %s", reason, arm, kept, exc)
                     continue
                 self.refused.pop(arm, None)
-                if current.ready and fresh.version == current.version:
+                if current is not None and current.ready and fresh.version == current.version:
                     self.metrics.reloaded(arm, "unchanged")
                     log.info("%s: %s: %s unchanged", reason, arm, current.version)
                     continue
@@ -294,6 +308,7 @@ def create_app(
     challenger: Predictor | None = None,
     settings: Settings | None = None,
     prediction_log: TextIO | None = None,
+    sources: Mapping[str, Callable[[], str | None]] | None = None,
 ) -> FastAPI:
     """The service: ``champion`` answers every request unless ``challenger`` is given and chosen.
 
@@ -302,8 +317,10 @@ def create_app(
         challenger: An optional second bundle, for a share of the routing keys.
         settings: Routing, size limits, scoring threads.
         prediction_log: An open text file to append one JSON line per prediction to.
+        sources: Arm -> where a reload takes its bundle folder from (default: the folder it
+            started with); a registry stage's :class:`mlpipe.versions.following.Following`.
     """
-    service = Service(champion, challenger, settings or Settings(), prediction_log)
+    service = Service(champion, challenger, settings or Settings(), prediction_log, sources)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -19,7 +19,9 @@ def test_enough_new_rows_or_an_alert_retrains_and_says_why():
     assert not decide(12_049, 12_000, 50, "healthy").retrain
     assert decide(12_049, 12_000, 50, "healthy").reason == "49 new rows (fewer than 50) and no alert"
     alerted = decide(12_000, 12_000, 50, "alert")
-    assert alerted.retrain and alerted.reason == "monitoring alerted (0 new rows)"
+    assert alerted.retrain and alerted.reason == "monitoring alerted"
+    both = decide(12_100, 12_000, 50, "alert").reason
+    assert both == "monitoring alerted and 100 new rows since the snapshot (at least 50)"
 
 
 def test_source_rows_are_counted_in_the_database_or_the_file(tmp_path):

@@ -66,10 +66,11 @@ def source_rows(settings: IngestParams, folder: Path) -> int:
 def decide(now: int, snapshot: int, min_new_rows: int, verdict: str | None) -> Decision:
     """Whether to retrain, and why, from the source's rows now, the snapshot's, and monitoring's verdict."""
     new = now - snapshot
-    if verdict == "alert":
-        return Decision(True, f"monitoring alerted ({new} new rows)", new)
+    reasons = ["monitoring alerted"] if verdict == "alert" else []
     if new >= min_new_rows:
-        return Decision(True, f"{new} new rows since the snapshot (at least {min_new_rows})", new)
+        reasons.append(f"{new} new rows since the snapshot (at least {min_new_rows})")
+    if reasons:
+        return Decision(True, " and ".join(reasons), new)
     return Decision(False, f"{new} new rows (fewer than {min_new_rows}) and no alert", new)
 
 

@@ -72,18 +72,6 @@ def fetch(args: argparse.Namespace) -> None:
     print(f"mlpipe: {project.artifact} {version} verified in {out}", file=sys.stderr)
 
 
-def fetched(args: argparse.Namespace, folder: str) -> Path:
-    """The bundle of ``args.version`` (or of the version in ``args.stage``), fetched into ``folder``,
-    for ``mlpipe serve --version/--stage``."""
-    from mlpipe.versions import registry, repository
-
-    project = repository.project(args.repo, args.pipeline)
-    version = registry.resolve(project, args.version, args.stage)
-    out = registry.fetch(project, version, Path(folder, "bundle"))
-    print(f"mlpipe: serving {project.artifact} {version}", file=sys.stderr)
-    return out
-
-
 def gc(args: argparse.Namespace) -> None:
     from mlpipe.versions import registry
 

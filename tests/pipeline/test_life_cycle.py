@@ -1,0 +1,108 @@
+"""The model's life after serving, end to end in one repository, as the README walks it through:
+serve v1 from the registry with a prediction log; a new term arrives with a documented shift and is
+scored; its outcomes arrive and monitoring alerts, naming the drifted columns; retraining registers
+v1.1.0 as challenger and the server picks it up on SIGHUP without a restart; the next term is
+scored by both arms; the live comparison says promote; promotion by that verdict; the server swaps.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from tests.pipeline.repo import make_repo, set_params, sh
+from tests.serving.test_server import serving
+
+pytestmark = pytest.mark.pipeline
+TERM = 1500  # sessions per later term
+
+
+def term_records(repo: Path, first: int, last: int) -> list[dict]:
+    """Sessions ``first``-``last`` as the service receives them: the ingest query's row, no outcome."""
+    query = yaml.safe_load((repo / "params.yaml").read_text())["ingest"]["query"]
+    with sqlite3.connect(repo / "data" / "source" / "study.db") as con:
+        sql = f"SELECT * FROM ({query}) WHERE session_id BETWEEN {first} AND {last}"
+        frame = pd.read_sql_query(sql, con)
+    con.close()
+    return json.loads(frame.drop(columns=["actual_duration"]).to_json(orient="records"))
+
+
+def score(client: httpx.Client, records: list[dict]) -> None:
+    for start in range(0, len(records), 100):
+        assert client.post("/predict", json=records[start : start + 100]).status_code == 200
+
+
+def models(client: httpx.Client) -> dict[str, str]:
+    return {arm: m["version"] for arm, m in client.get("/ready").json()["models"].items()}
+
+
+def reload(client: httpx.Client, arm: str, changed_from: str | None) -> str:
+    """SIGHUP, then wait until ``arm`` serves something other than ``changed_from``."""
+    client.process.send_signal(signal.SIGHUP)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while models(client).get(arm, None) in (changed_from, None):
+        assert time.monotonic() < deadline, client.get("/ready").text
+        time.sleep(0.2)
+    return models(client)[arm]
+
+
+def test_serve_monitor_retrain_challenge_and_promote_without_a_restart(tmp_path: Path):
+    repo = make_repo(tmp_path / "project")
+    set_params(repo, simulate={"term_sessions": TERM})
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "v1")
+    sh(repo, "mlpipe", "register", "--version", "v1.0.0")
+    sh(repo, "mlpipe", "promote", "v1.0.0")
+    first_term = yaml.safe_load((repo / "params.yaml").read_text())["simulate"]["n_sessions"]
+    log = repo / "predictions.jsonl"
+    arguments = ["--stage", "prod", "--challenger-stage", "challenger", "--challenger-share", "0.5"]
+    with serving(*arguments, "--repo", str(repo), "--log", str(log)) as client:
+        v1 = models(client)["champion"]
+        assert list(models(client)) == ["champion"]  # the challenger stage holds nothing yet
+
+        set_params(repo, simulate={"later_terms": 1})  # a new term: night, harder topics
+        sh(repo, "dvc", "repro", "--single-item", "simulate")
+        sh(repo, "git", "commit", "-qam", "term 2 arrives")
+        score(client, term_records(repo, first_term + 1, first_term + TERM))
+
+        alert = sh(repo, "mlpipe", "monitor", str(log), check=False)
+        assert alert.returncode == 2, alert.stderr
+        drift = next(line for line in alert.stderr.splitlines() if "alert: drift over PSI 0.2" in line)
+        assert "time_of_day" in drift and "difficulty_level" in drift
+        assert json.loads((repo / "metrics" / "monitor.json").read_text())["verdict"] == "alert"
+        sh(repo, "git", "add", "metrics/monitor.json", "metrics/monitor")
+        sh(repo, "git", "commit", "-qm", "monitor: alert")
+
+        retrained = sh(repo, "mlpipe", "retrain")
+        assert f"retraining study-time: monitoring alerted and {TERM} new rows" in retrained.stderr
+        assert "registered study-time@v1.1.0 in challenger" in retrained.stderr
+        assert "retrain study-time" in sh(repo, "git", "log", "-1", "--format=%s").stdout
+        v2 = reload(client, "challenger", None)
+        assert v2 != v1 and models(client)["champion"] == v1
+
+        set_params(repo, simulate={"later_terms": 2})  # the next term: neither model saw it
+        sh(repo, "dvc", "repro", "--single-item", "simulate")
+        sh(repo, "git", "commit", "-qam", "term 3 arrives")
+        score(client, term_records(repo, first_term + TERM + 1, first_term + 2 * TERM))
+
+        judged = sh(repo, "mlpipe", "monitor", str(log), check=False)
+        comparison = json.loads((repo / "metrics" / "monitor.json").read_text())["comparison"]
+        assert comparison["verdict"] == "promote", (judged.stderr, comparison)
+        assert "challenger vs champion: promote" in judged.stderr
+        refused = sh(repo, "mlpipe", "promote", "v1.0.0", "--live", "metrics/monitor.json", check=False)
+        assert refused.returncode == 1 and "v1.0.0 is not the version in challenger" in refused.stderr
+        sh(repo, "mlpipe", "promote", "v1.1.0", "--live", "metrics/monitor.json")
+        assert reload(client, "champion", v1) == v2
+        assert all(r.status_code == 200 for r in [client.post("/predict", json=term_records(repo, 1, 1)[0])])
+
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    arms = {(line["arm"], line["version"]) for line in lines}
+    assert arms == {("champion", v1), ("challenger", v2), ("champion", v2)}
