@@ -262,6 +262,38 @@ def add_monitor(commands: Any) -> None:
     monitor.set_defaults(run=_monitor)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from mlpipe.monitoring.replay import replay
+    from mlpipe.params import load_params
+
+    folder = Path(args.pipeline)
+    result = replay(load_params(folder / "params.yaml"), folder, args.where, args.url, args.batch)
+    print(
+        f"mlpipe: sent {result.sent} records to {args.url}, {result.refused} batches refused", file=sys.stderr
+    )
+    if result.first_refusal:
+        print(f"mlpipe: first refusal: {result.first_refusal}", file=sys.stderr)
+    return 1 if result.refused else 0
+
+
+def add_replay(commands: Any) -> None:
+    """``mlpipe replay``: the source's rows, sent to a running service."""
+    replay = command(
+        commands,
+        "replay",
+        "send the source rows that match --where to a running service, without their outcome",
+        "Reads ingest.query on ingest.url (params.yaml of --pipeline), keeps the rows matching the SQL"
+        " condition, drops the target and posts them in batches to --url; exit 1 if a batch was refused.",
+    )
+    replay.add_argument("--where", required=True, help="SQL condition on the ingest query's columns")
+    replay.add_argument(
+        "--url", default="http://127.0.0.1:8000/predict", help="the service's /predict (default: %(default)s)"
+    )
+    replay.add_argument("--pipeline", default=".", help="folder of the pipeline's params.yaml (default: .)")
+    replay.add_argument("--batch", type=int, default=100, help="records per request (default: %(default)s)")
+    replay.set_defaults(run=_replay)
+
+
 def repo_command(commands: Any, name: str, help: str, pipeline: bool = True) -> argparse.ArgumentParser:
     """A subcommand that runs in the project's repository (and, by default, on one pipeline)."""
     parsed = command(commands, name, help)
@@ -353,6 +385,7 @@ def parser() -> argparse.ArgumentParser:
     add_predict(commands)
     add_serve(commands)
     add_monitor(commands)
+    add_replay(commands)
     add_versions(commands)
     return main_parser
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 import yaml
 from tests.pipeline.repo import make_repo, set_params, sh
@@ -24,19 +22,11 @@ pytestmark = pytest.mark.pipeline
 TERM = 1500  # sessions per later term
 
 
-def term_records(repo: Path, first: int, last: int) -> list[dict]:
-    """Sessions ``first``-``last`` as the service receives them: the ingest query's row, no outcome."""
-    query = yaml.safe_load((repo / "params.yaml").read_text())["ingest"]["query"]
-    with sqlite3.connect(repo / "data" / "source" / "study.db") as con:
-        sql = f"SELECT * FROM ({query}) WHERE session_id BETWEEN {first} AND {last}"
-        frame = pd.read_sql_query(sql, con)
-    con.close()
-    return json.loads(frame.drop(columns=["actual_duration"]).to_json(orient="records"))
-
-
-def score(client: httpx.Client, records: list[dict]) -> None:
-    for start in range(0, len(records), 100):
-        assert client.post("/predict", json=records[start : start + 100]).status_code == 200
+def replay(repo: Path, client: httpx.Client, first: int, last: int) -> None:
+    """The sessions ``first``-``last`` sent to the service as the README does (mlpipe replay)."""
+    url = str(client.base_url).rstrip("/") + "/predict"
+    sent = sh(repo, "mlpipe", "replay", "--where", f"session_id BETWEEN {first} AND {last}", "--url", url)
+    assert f"sent {last - first + 1} records" in sent.stderr and "0 batches refused" in sent.stderr
 
 
 def models(client: httpx.Client) -> dict[str, str]:
@@ -71,7 +61,7 @@ def test_serve_monitor_retrain_challenge_and_promote_without_a_restart(tmp_path:
         set_params(repo, simulate={"later_terms": 1})  # a new term: night, harder topics
         sh(repo, "dvc", "repro", "--single-item", "simulate")
         sh(repo, "git", "commit", "-qam", "term 2 arrives")
-        score(client, term_records(repo, first_term + 1, first_term + TERM))
+        replay(repo, client, first_term + 1, first_term + TERM)
 
         alert = sh(repo, "mlpipe", "monitor", str(log), check=False)
         assert alert.returncode == 2, alert.stderr
@@ -91,7 +81,7 @@ def test_serve_monitor_retrain_challenge_and_promote_without_a_restart(tmp_path:
         set_params(repo, simulate={"later_terms": 2})  # the next term: neither model saw it
         sh(repo, "dvc", "repro", "--single-item", "simulate")
         sh(repo, "git", "commit", "-qam", "term 3 arrives")
-        score(client, term_records(repo, first_term + TERM + 1, first_term + 2 * TERM))
+        replay(repo, client, first_term + TERM + 1, first_term + 2 * TERM)
 
         judged = sh(repo, "mlpipe", "monitor", str(log), check=False)
         comparison = json.loads((repo / "metrics" / "monitor.json").read_text())["comparison"]
@@ -101,7 +91,7 @@ def test_serve_monitor_retrain_challenge_and_promote_without_a_restart(tmp_path:
         assert refused.returncode == 1 and "v1.0.0 is not the version in challenger" in refused.stderr
         sh(repo, "mlpipe", "promote", "v1.1.0", "--live", "metrics/monitor.json")
         assert reload(client, "champion", v1) == v2
-        assert all(r.status_code == 200 for r in [client.post("/predict", json=term_records(repo, 1, 1)[0])])
+        replay(repo, client, 1, 10)  # answered by v1.1.0 in both arms now
 
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     arms = {(line["arm"], line["version"]) for line in lines}

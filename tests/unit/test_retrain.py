@@ -44,3 +44,27 @@ def test_the_monitoring_verdict_is_read_from_its_metrics_file(tmp_path):
     assert monitoring_verdict(tmp_path / "monitor.json") is None
     (tmp_path / "monitor.json").write_text(json.dumps({"verdict": "alert"}))
     assert monitoring_verdict(tmp_path / "monitor.json") == "alert"
+
+
+def test_replay_reads_the_matching_rows_and_names_an_unreachable_service(tmp_path, params_dict):
+    import socket
+
+    from mlpipe.monitoring.replay import replay
+    from mlpipe.params import parse_params
+
+    db = tmp_path / "source.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (session_id INTEGER, actual_duration REAL)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, 1.0) for i in range(5)])
+    con.close()
+    data = {**params_dict, "ingest": {"url": "sqlite:///source.db", "query": "SELECT * FROM t"}}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}/predict"
+    with pytest.raises(PipelineError, match=f"cannot reach the service at {url}"):
+        replay(parse_params(data), tmp_path, "session_id >= 3", url)
+    with pytest.raises(PipelineError, match="is not an http URL"):
+        replay(parse_params(data), tmp_path, "session_id >= 3", "http://127.0.0.1:port/predict")
+    with pytest.raises(PipelineError, match="no such column: nowhere"):
+        replay(parse_params(data), tmp_path, "nowhere = 1", url)
