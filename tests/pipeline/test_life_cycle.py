@@ -2,7 +2,8 @@
 serve v1 from the registry with a prediction log; a new term arrives with a documented shift and is
 scored; its outcomes arrive and monitoring alerts, naming the drifted columns; retraining registers
 v1.1.0 as challenger and the server picks it up on SIGHUP without a restart; the next term is
-scored by both arms; the live comparison says promote; promotion by that verdict; the server swaps.
+scored by both arms; the live comparison says promote; promotion by that verdict; the server swaps;
+and a retrained model that fails the gate is not registered.
 """
 
 from __future__ import annotations
@@ -96,3 +97,18 @@ def test_serve_monitor_retrain_challenge_and_promote_without_a_restart(tmp_path:
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     arms = {(line["arm"], line["version"]) for line in lines}
     assert arms == {("champion", v1), ("challenger", v2), ("champion", v2)}
+
+    # Term 3's rows are new to the snapshot; a model that fails the gate is not registered.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["package"]["gate"]["max"]["rmse"] = 0.001
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(repo, "git", "commit", "-qam", "an impossible gate")
+    tags = sh(repo, "git", "tag").stdout
+    failed = sh(repo, "mlpipe", "retrain", check=False)
+    assert failed.returncode == 1, failed.stderr
+    assert f"and {TERM} new rows since the snapshot" in failed.stderr
+    assert "the retrained model failed the gate, not registering: rmse" in failed.stderr
+    assert "(see metrics/package.json)" in failed.stderr
+    assert sh(repo, "git", "tag").stdout == tags
+    assert sh(repo, "git", "log", "-1", "--format=%s").stdout.strip() == "an impossible gate"
+    assert json.loads((repo / "metrics" / "package.json").read_text())["passed"] is False

@@ -115,14 +115,15 @@ def retrain(project: Project, decision: Decision) -> str:
     run = dvc(project, "repro", pipeline)
     if run.returncode != 0:
         dvc_yaml = (project.root / pipeline).read_text(encoding="utf-8")
-        verdict = project.root / comparison.gate_path(dvc_yaml, project.pipeline)
+        relative = comparison.gate_path(dvc_yaml, project.pipeline)
+        verdict = project.root / relative
         gate = json.loads(verdict.read_text(encoding="utf-8")) if verdict.is_file() else {}
         if gate.get("passed") is False:
             from mlpipe import gate as gates
 
             failed = "; ".join(gates.failures(gate))
             raise RegistryError(
-                f"the retrained model failed the gate, not registering: {failed} (see {verdict})"
+                f"the retrained model failed the gate, not registering: {failed} (see {relative})"
             )
         raise PipelineError(f"dvc repro failed: {last_error(run)}")
     git(project.root, "add", "--update", "--", project.pipeline or ".")  # what the run changed, no stray file
