@@ -1,8 +1,10 @@
 """Stage ``ingest``: snapshot the raw table from a SQL database, a CSV or a Parquet file into Parquet.
 
 Inputs: the source at ``ingest.url`` (for the demo, the SQLite file written by ``simulate``).
-Outputs: the raw snapshot (Parquet) and a metrics file with its size.
-Params: ``ingest.url``, ``ingest.query``.
+Outputs: the raw snapshot (Parquet) and a metrics file with its extent: rows, columns and, with
+``ingest.key`` (a column that grows with new rows, e.g. ``session_id``), its newest value, which
+``mlpipe retrain`` counts new rows from.
+Params: ``ingest.url``, ``ingest.query``, ``ingest.key``.
 
 The URL is any SQLAlchemy URL, with ``ingest.query`` the SQL to run; or the path of a ``.csv`` or
 ``.parquet`` file, with ``query: null``. A URL must not hold a password: the password comes from
@@ -17,6 +19,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -81,14 +84,17 @@ def read_chunks(url: URL, query: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[
         engine.dispose()
 
 
-def write_snapshot(chunks: Iterator[pd.DataFrame], path: Path) -> dict[str, int]:
-    """Write the chunks to one Parquet file; every chunk must have the first one's columns.
+def write_snapshot(chunks: Iterator[pd.DataFrame], path: Path, key: str | None = None) -> dict[str, Any]:
+    """Write the chunks to one Parquet file; every chunk must have the first one's columns. The
+    metrics: rows, columns and, with ``key``, the key column's newest (largest) value.
 
     Raises:
-        PipelineError: if there are no rows, or a chunk's column types cannot match the first's.
+        PipelineError: if there are no rows, a chunk's column types cannot match the first's, or
+            ``key`` is not a column.
     """
     writer: pq.ParquetWriter | None = None
     rows = 0
+    newest: Any = None
     try:
         for frame in chunks:
             table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -103,12 +109,32 @@ def write_snapshot(chunks: Iterator[pd.DataFrame], path: Path) -> dict[str, int]
                     ) from None
             writer.write_table(table)
             rows += len(frame)
+            if key is not None:
+                newest = newest_of(frame, key, newest)
     finally:
         if writer is not None:
             writer.close()
     if writer is None or rows == 0:
         raise PipelineError("the source has no rows (ingest.url / ingest.query): nothing to train on")
-    return {"rows": rows, "columns": len(writer.schema)}
+    extent = {"newest": newest, "key": key} if key is not None else {}
+    return {"rows": rows, "columns": len(writer.schema), **extent}
+
+
+def newest_of(frame: pd.DataFrame, key: str, newest: Any) -> Any:
+    """The larger of ``newest`` and the chunk's largest ``key`` (a number or a text, e.g. a date).
+
+    Raises:
+        PipelineError: if ``key`` is not a column.
+    """
+    if key not in frame.columns:
+        raise PipelineError(
+            f"ingest.key {key!r} is not a column of the source (it has: {', '.join(frame.columns)})"
+        )
+    largest = frame[key].dropna().max()
+    if pd.isna(largest):
+        return newest
+    value = largest.item() if hasattr(largest, "item") else largest
+    return value if newest is None or value > newest else newest
 
 
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -157,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise PipelineError("ingest.query is required for a database URL")
         chunks = read_chunks(database_url(params.url), params.query)
     with io.atomic_path(args.out) as tmp:
-        metrics = write_snapshot(chunks, tmp)
+        metrics = write_snapshot(chunks, tmp, params.key)
     io.write_json(args.metrics, metrics)
     log.info("snapshot of %d rows x %d columns", metrics["rows"], metrics["columns"])
 

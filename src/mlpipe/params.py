@@ -74,6 +74,7 @@ class IngestParams(_Section):
 
     url: str
     query: str | None
+    key: str | None = None  # a column that grows with new rows (id or date): the snapshot's extent
 
 
 class ColumnRule(_Section):

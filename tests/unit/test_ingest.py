@@ -31,6 +31,13 @@ def test_reads_the_joined_table_in_chunks(demo_db, params, tmp_path):
     out = tmp_path / "raw.parquet"
     assert ingest.write_snapshot(iter(chunks), out) == {"rows": 1500, "columns": 20}
     assert pd.read_parquet(out)["session_id"].tolist() == list(range(1, 1501))
+    extent = ingest.write_snapshot(iter(reversed(chunks)), out, key="session_id")  # newest, in any order
+    assert extent == {"rows": 1500, "columns": 20, "key": "session_id", "newest": 1500}
+    assert ingest.write_snapshot(iter(chunks), out, key="session_date")["newest"] == max(
+        c["session_date"].max() for c in chunks
+    )
+    with pytest.raises(PipelineError, match="ingest.key 'sesion_id' is not a column of the source"):
+        ingest.write_snapshot(iter(chunks), out, key="sesion_id")
 
 
 def test_bad_query_is_one_clear_line(demo_db):

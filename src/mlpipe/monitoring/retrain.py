@@ -2,14 +2,15 @@
 the result compete.
 
 The decision: the rows the source holds now (``ingest.url`` / ``ingest.query``, counted in the
-database) against the snapshot's extent that ``ingest`` recorded (its metrics' ``rows``); at
-least ``retrain.min_new_rows`` new rows, or the verdict ``alert`` in the monitoring metrics,
-retrains. Then, in a committed tree: ``dvc repro --force`` of the ingest stage (a new snapshot),
-``dvc repro`` of the pipeline (the gate in the package stage decides), a commit of what the run
-changed, the new version registered (GTO, minor bump) and assigned ``retrain.stage``
-(``challenger``). A model that fails the gate is not registered: the reason is printed and kept in
-the package stage's metrics, and nothing is committed (``git checkout -- . && dvc checkout`` goes
-back to the committed version).
+database) beyond the snapshot's extent that ``ingest`` recorded in its metrics: with
+``ingest.key``, the rows whose key is newer than the snapshot's newest; without, the rows over the
+snapshot's row count. At least ``retrain.min_new_rows`` new rows, or the verdict ``alert`` in the
+monitoring metrics, retrains. Then, in a committed tree: ``dvc repro --force`` of the ingest
+stage (a new snapshot), ``dvc repro`` of the pipeline (the gate in the package stage decides), a
+commit of what the run changed, the new version registered (GTO, minor bump) and assigned
+``retrain.stage`` (``challenger``). A model that fails the gate is not registered: the reason is
+printed and kept in the package stage's metrics, and nothing is committed (``git checkout -- . &&
+dvc checkout`` goes back to the committed version).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 
@@ -35,26 +37,27 @@ class Decision:
     new_rows: int
 
 
-def source_rows(settings: IngestParams, folder: Path) -> int:
-    """How many rows the ingest source holds now (paths and SQLite URLs relative to ``folder``).
+def source_rows(settings: IngestParams, folder: Path, newer_than: Any = None) -> int:
+    """How many rows the ingest source holds now, or with ``newer_than`` how many have an
+    ``ingest.key`` above it (paths and SQLite URLs relative to ``folder``).
 
     Raises:
         PipelineError: if the source cannot be read.
     """
-    from mlpipe import ingest, io
+    from mlpipe import ingest
 
+    key = settings.key if newer_than is not None else None
     with contextlib.chdir(folder):
         if ingest.is_file_source(settings.url):
-            path = Path(settings.url)
-            if path.suffix.lower() == ".csv":
-                return sum(len(chunk) for chunk in ingest.read_file_chunks(path))
-            return io.parquet_rows(path)
+            chunks = ingest.read_file_chunks(Path(settings.url))
+            return sum(int((chunk[key] > newer_than).sum()) if key else len(chunk) for chunk in chunks)
         url = ingest.database_url(settings.url)
-        query = sqlalchemy.text(f"SELECT COUNT(*) FROM ({settings.query}) AS snapshot")
+        where = f" WHERE snapshot.{key} > :newest" if key else ""
+        query = sqlalchemy.text(f"SELECT COUNT(*) FROM ({settings.query}) AS snapshot{where}")
         engine = sqlalchemy.create_engine(url)
         try:
             with engine.connect() as con:
-                return int(con.execute(query).scalar_one())
+                return int(con.execute(query, {"newest": newer_than} if key else {}).scalar_one())
         except sqlalchemy.exc.SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             shown = url.render_as_string(hide_password=True)
@@ -63,9 +66,8 @@ def source_rows(settings: IngestParams, folder: Path) -> int:
             engine.dispose()
 
 
-def decide(now: int, snapshot: int, min_new_rows: int, verdict: str | None) -> Decision:
-    """Whether to retrain, and why, from the source's rows now, the snapshot's, and monitoring's verdict."""
-    new = now - snapshot
+def decide(new: int, min_new_rows: int, verdict: str | None) -> Decision:
+    """Whether to retrain, and why, from the rows new since the snapshot and monitoring's verdict."""
     reasons = ["monitoring alerted"] if verdict == "alert" else []
     if new >= min_new_rows:
         reasons.append(f"{new} new rows since the snapshot (at least {min_new_rows})")
@@ -74,15 +76,25 @@ def decide(now: int, snapshot: int, min_new_rows: int, verdict: str | None) -> D
     return Decision(False, f"{new} new rows (fewer than {min_new_rows}) and no alert", new)
 
 
-def snapshot_rows(project: Project) -> int:
-    """The rows of the current snapshot, from the metrics file the ingest stage declares."""
+def new_rows(project: Project) -> int:
+    """The source's rows that the current snapshot lacks: newer than its newest key, or (without
+    ``ingest.key``) beyond its row count."""
+    extent = snapshot_extent(project)
+    folder = project.root / project.pipeline
+    if project.params.ingest.key is not None and extent.get("key") == project.params.ingest.key:
+        return source_rows(project.params.ingest, folder, newer_than=extent["newest"])
+    return source_rows(project.params.ingest, folder) - int(extent["rows"])
+
+
+def snapshot_extent(project: Project) -> dict[str, Any]:
+    """The current snapshot's extent, from the metrics file the ingest stage declares."""
     from mlpipe.versions.comparison import stage_paths
 
     dvc_yaml = (project.root / project.pipeline / "dvc.yaml").read_text(encoding="utf-8")
     where, declared = stage_paths(dvc_yaml, project.pipeline, "metrics", name="ingest")
     if not declared or not (project.root / declared[0]).is_file():
         raise RegistryError(f"{where}: no ingest metrics with the snapshot's rows: run `dvc repro` first")
-    return int(json.loads((project.root / declared[0]).read_text(encoding="utf-8"))["rows"])
+    return json.loads((project.root / declared[0]).read_text(encoding="utf-8"))
 
 
 def monitoring_verdict(path: Path) -> str | None:

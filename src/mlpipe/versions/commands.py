@@ -85,12 +85,10 @@ def retrain(args: argparse.Namespace) -> None:
     project = repository.project(args.repo, args.pipeline)
     if project.params.retrain is None:
         raise repository.RegistryError(f"{project.pipeline or '.'}/params.yaml has no retrain section")
-    folder = project.root / project.pipeline
     decision = retrain.decide(
-        retrain.source_rows(project.params.ingest, folder),
-        retrain.snapshot_rows(project),
+        retrain.new_rows(project),
         project.params.retrain.min_new_rows,
-        retrain.monitoring_verdict(folder / args.monitor),
+        retrain.monitoring_verdict(project.root / project.pipeline / args.monitor),
     )
     if not decision.retrain or args.dry_run:
         print(
