@@ -67,6 +67,15 @@ class Sketch:
             for level, count in Counter(series[present].astype(str).tolist()).items():
                 self.levels[level] = self.levels.get(level, 0) + count
 
+    def merge(self, other: Sketch) -> None:
+        """Add ``other``'s counts (a sketch with the same bins) to this one's."""
+        if self.kind != other.kind or self.edges != other.edges:
+            raise PipelineError("two sketches with different bins cannot be merged")
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        for level, count in other.levels.items():
+            self.levels[level] = self.levels.get(level, 0) + count
+        self.missing += other.missing
+
     def shares(self, other: Sketch) -> tuple[np.ndarray, np.ndarray]:
         """This sketch's and ``other``'s counts over the union of their cells (bins or levels, then
         missing), aligned."""

@@ -9,10 +9,10 @@ Versions swap without a restart: on SIGHUP, and with ``Settings.watch`` whenever
 folder changes (``dvc checkout``/``dvc pull`` of another version), every arm's bundle is verified
 and loaded again in a worker thread, off the request path, and swapped in whole only then. An arm
 can follow a registry stage instead of a folder (``sources``): then a reload fetches the version
-the stage holds now, and a challenger arm opens once its stage holds one. A
-request scores on the arms it started with, so requests in flight finish on the old model and none
-sees a half-loaded one. A bundle that fails verification is refused, with its reason in the log and
-in ``/ready``'s ``refused``, and the arm keeps serving what it served.
+the stage holds now, and a challenger arm opens once its stage holds one. A request scores on the
+arms it started with, so requests in flight finish on the old model and none sees a half-loaded
+one. A bundle that fails verification is refused, with its reason in the log and in ``/ready``'s
+``refused``, and the arm keeps serving what it served.
 
 Champion/challenger: a record goes to the challenger when a stable hash of its routing key (e.g.
 ``student_id``) falls under the challenger's share, so the same student always gets the same model;

@@ -52,6 +52,12 @@ def test_empty_live_counts_have_no_psi_and_different_bins_are_refused():
     assert math.isnan(psi(reference, reference.empty_like()))
     with pytest.raises(PipelineError, match="different bins"):
         psi(reference, number_sketch(np.arange(10.0), [4.0]))
+    with pytest.raises(PipelineError, match="different bins cannot be merged"):
+        reference.merge(number_sketch(np.arange(10.0), [4.0]))
+    total = reference.empty_like()
+    total.merge(reference)
+    total.merge(number_sketch(np.array([1.0, np.nan]), [5.0]))
+    assert total.counts == [6, 5] and total.missing == 1
 
 
 def test_streamed_sketches_equal_one_pass_over_the_whole_table():

@@ -82,21 +82,12 @@ def merged(days: list[Day]) -> Day:
         for key, sums in day.sums.items():
             total.sums.setdefault(key, Sums()).merge(sums)
         for column, sketch in day.inputs.items():
-            if column not in total.inputs:
-                total.inputs[column] = sketch.empty_like()
-            add_counts(total.inputs[column], sketch)
+            total.inputs.setdefault(column, sketch.empty_like()).merge(sketch)
         if day.prediction is not None:
             if total.prediction is None:
                 total.prediction = day.prediction.empty_like()
-            add_counts(total.prediction, day.prediction)
+            total.prediction.merge(day.prediction)
     return total
-
-
-def add_counts(into: reference.Sketch, sketch: reference.Sketch) -> None:
-    into.counts = [a + b for a, b in zip(into.counts, sketch.counts, strict=True)]
-    for level, count in sketch.levels.items():
-        into.levels[level] = into.levels.get(level, 0) + count
-    into.missing += sketch.missing
 
 
 def live_metrics(window: Day, served: Served) -> dict[str, dict[str, Any]]:
@@ -153,7 +144,7 @@ def judge(
     every = [*measured["inputs"].items(), ("prediction", measured["prediction"])]
     drifted = [
         f"{name} (PSI {values['psi']:.2f})"
-        for name, values in sorted(every, key=lambda item: -item[1]["psi"])
+        for name, values in sorted(every, key=lambda item: -report.sortable(item[1]["psi"]))
         if values["psi"] > params.max_psi
     ]
     if drifted:
@@ -205,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
         "model": served.name,
         "version": served.version,
         "window": {"start": start, "end": end, "days": settings.window_days},
+        "limits": {
+            "max_error_ratio": settings.max_error_ratio,
+            "max_psi": settings.max_psi,
+            "min_labelled": settings.min_labelled,
+        },
         "log": {"lines": result.lines, "sha256": result.digest},
         "live": live,
         "drift": measured,

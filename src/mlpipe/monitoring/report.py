@@ -36,11 +36,12 @@ def drift_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     measured = {**summary["drift"]["inputs"], "(prediction)": summary["drift"]["prediction"]}
     return [
         {"column": name, "psi": values["psi"]}
-        for name, values in sorted(measured.items(), key=lambda kv: -_number(kv[1]["psi"]))
+        for name, values in sorted(measured.items(), key=lambda kv: -sortable(kv[1]["psi"]))
     ]
 
 
-def _number(value: float) -> float:
+def sortable(value: float | None) -> float:
+    """A PSI to sort by, largest first: an unmeasured one (None, NaN) after every measured one."""
     return -1.0 if value is None or math.isnan(value) else value
 
 
@@ -93,9 +94,9 @@ def render(summary: dict[str, Any], daily: list[dict[str, Any]]) -> str:
     parts.append("</table><h2>Drift (PSI against the training split)</h2><table>")
     parts.append("<tr><th>column</th><th>PSI</th><th>chi-square p</th><th></th></tr>")
     measured = {**summary["drift"]["inputs"], "(prediction)": summary["drift"]["prediction"]}
-    for name, values in sorted(measured.items(), key=lambda kv: -_number(kv[1]["psi"])):
-        width = min(300, int(300 * _number(values["psi"]))) if _number(values["psi"]) > 0 else 0
-        css = "bar over" if _number(values["psi"]) > 0.2 else "bar"
+    for name, values in sorted(measured.items(), key=lambda kv: -sortable(kv[1]["psi"])):
+        width = min(300, int(300 * sortable(values["psi"]))) if sortable(values["psi"]) > 0 else 0
+        css = "bar over" if sortable(values["psi"]) > summary["limits"]["max_psi"] else "bar"
         parts.append(
             f"<tr><td>{_cell(name)}</td><td>{_cell(values['psi'])}</td><td>{_cell(values['p_value'])}</td>"
             f"<td style='text-align:left'><div class='{css}' style='width:{width}px'></div></td></tr>"
