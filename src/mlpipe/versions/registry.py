@@ -167,9 +167,12 @@ def promote(project: Project, version: str, stage: str = "prod", live: Path | No
     metrics (a retrained version's test split is not the old one's): the comparison there must say
     ``promote``, for the version the challenger stage holds.
 
+    A version that held the stage before (prod went back from it with a rollback) can be
+    promoted again: the stage holds its newest assignment, whatever GTO's own bookkeeping says.
+
     Raises:
-        RegistryError: naming both versions and the metric, for a regression; or what the live
-            comparison says instead of ``promote``.
+        RegistryError: naming both versions and the metric, for a regression; what the live
+            comparison says instead of ``promote``; or that the stage holds the version already.
     """
     from gto import api
 
@@ -177,6 +180,8 @@ def promote(project: Project, version: str, stage: str = "prod", live: Path | No
     if tag not in version_tags(project):
         raise RegistryError(f"{tag} is not a registered version (see `gto show`)")
     current = current_version(project, stage)
+    if current == _version(tag):
+        raise RegistryError(f"{tag} is in {stage} already: nothing to promote")
     if live is not None:
         check_live_verdict(project, _version(tag), live)
     elif current is not None:
@@ -186,7 +191,8 @@ def promote(project: Project, version: str, stage: str = "prod", live: Path | No
                 f"{tag} is worse than {stage}'s {current} beyond the tolerance"
                 f" {project.params.registry.tolerance:g}: {result.describe()}; not promoting"
             )
-    api.assign(str(project.root), project.artifact, stage, version=_version(tag))
+    # force: GTO refuses a version that still has an assignment to the stage from before a rollback
+    api.assign(str(project.root), project.artifact, stage, version=_version(tag), force=True)
     return _version(tag)
 
 
@@ -289,7 +295,12 @@ def all_version_tags(root: Path) -> list[str]:
 
 
 def unpushed(root: Path, remote: str | None = None) -> dict[str, list[str]]:
-    """Per registered version (of any artifact), the outputs whose data the DVC remote does not hold."""
+    """Per registered version (of any artifact), the outputs whose data only the local cache holds.
+
+    Those are what ``dvc gc`` would destroy. An output in neither the cache nor the remote (a
+    pipeline that was never built at that commit) is not counted: gc cannot lose it, and no push
+    can send it.
+    """
     from dvc.repo import Repo
 
     tags = all_version_tags(root)
@@ -302,7 +313,7 @@ def unpushed(root: Path, remote: str | None = None) -> dict[str, list[str]]:
             used = repo.index.used_objs(force=True, remote=remote, push=True)
             objects = set().union(*(objs for odb, objs in used.items() if odb is None))
             status = repo.cloud.status(objects, remote=remote)
-            lost = sorted({h.obj_name for h in [*status.new, *status.missing]})
+            lost = sorted({h.obj_name for h in status.new})
             for tag in [t for t, c in commits.items() if c == rev or t == rev] if lost else []:
                 missing[tag] = lost
     return missing
