@@ -136,3 +136,13 @@ def test_the_committed_locks_record_the_code_as_it_is():
                     assert actual == dep["md5"], (
                         f"{pipeline.parent.name}:{name}: {dep['path']} changed since the lock"
                     )
+
+
+def test_every_uncached_output_is_a_metric_or_plot_so_the_run_cache_applies():
+    # DVC skips the run cache for a stage with a `cache: false` entry under `outs` (only metrics
+    # and plots may be git-tracked): going back to earlier params would then retrain.
+    for key, stage in stages().items():
+        for entry in stage.get("outs", []):
+            if isinstance(entry, dict):
+                (path, flags), *_ = entry.items()
+                assert flags.get("cache", True), f"stage {key}: output {path} is `cache: false` under outs"

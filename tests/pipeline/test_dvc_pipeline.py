@@ -119,15 +119,15 @@ def test_editing_a_module_reruns_only_the_stages_that_import_it(repo):
             path.write_text(original)
 
 
-def test_forced_repro_twice_gives_identical_lock(repo):
-    # Each stage runs in a fresh process, as DVC runs it: the bundle (ONNX, SavedModel, metadata)
-    # is byte-stable there; the lock's md5 of models/package proves it.
+def test_forced_repro_gives_the_committed_lock(repo):
+    # Two runs of every stage, each in a fresh process as DVC runs it (the first repro, committed,
+    # and a forced one): the bundle (ONNX, SavedModel, metadata) is byte-stable, and the lock's md5
+    # of models/package proves it.
     committed = (repo / "dvc.lock").read_text()
     assert "path: models/package" in committed
-    sh(repo, "dvc", "repro", "--force")
-    first = (repo / "dvc.lock").read_text()
-    sh(repo, "dvc", "repro", "--force")
-    assert (repo / "dvc.lock").read_text() == first == committed
+    forced = sh(repo, "dvc", "repro", "--force")
+    assert len(stages_run(forced.stdout)) == 7
+    assert (repo / "dvc.lock").read_text() == committed
 
 
 def test_misspelt_set_param_fails_loudly(repo):
@@ -154,3 +154,16 @@ def test_experiment_is_listed_and_diffed(repo):
     assert changed["model.rmse"]["diff"] != 0
     params_diff = json.loads(sh(repo, "dvc", "params", "diff", "--json").stdout)
     assert params_diff["params.yaml"]["train.learning_rate"]["new"] == 0.004
+
+
+def test_going_back_to_earlier_params_restores_from_the_run_cache(repo):
+    # After the experiment above (learning rate 0.004 in the workspace): back to the committed
+    # params, then to the experiment's again. Neither retrains; both restore the same bytes.
+    sh(repo, "git", "checkout", "--", "params.yaml")
+    back = sh(repo, "dvc", "repro")
+    assert stages_run(back.stdout) == []
+    for stage in ("train", "evaluate", "package"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in back.stdout
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""
+    again = sh(repo, "dvc", "exp", "run", "-S", "train.learning_rate=0.004")
+    assert stages_run(again.stdout) == [] and "Stage 'train' is cached" in again.stdout
