@@ -58,21 +58,15 @@ class Chunk:
 
 
 def _read_csv(path: Path, columns: list[str], text: list[str], chunk_rows: int) -> Iterator[Chunk]:
-    import pyarrow as pa
-    from pyarrow import csv
-
     # Bundle columns are read as text and parsed by the predictor, so a bad value is reported by line
-    # number instead of failing the whole block; empty cells are missing values.
-    header = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 16)).schema.names
+    # number instead of failing the whole block; missing cells follow ingest's rule (io.CSV_NULLS).
+    header = io.open_csv(path, block_size=1 << 16).schema.names
     wanted = [c for c in columns if c in header]
-    reader = csv.open_csv(
+    reader = io.open_csv(
         path,
-        read_options=csv.ReadOptions(block_size=max(1 << 20, chunk_rows * 128)),
-        convert_options=csv.ConvertOptions(
-            include_columns=wanted,
-            column_types={c: pa.string() for c in text if c in header},
-            strings_can_be_null=True,
-        ),
+        block_size=max(1 << 20, chunk_rows * 128),
+        columns=wanted,
+        text=[c for c in text if c in header],
     )
     line = 2
     for batch in reader:

@@ -97,7 +97,8 @@ def write_snapshot(chunks: Iterator[pd.DataFrame], path: Path, key: str | None =
     newest: Any = None
     try:
         for frame in chunks:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            # the one missing-value rule (io.CSV_NULLS): an empty text is missing here as in serving
+            table = pa.Table.from_pandas(io.blank_to_null(frame), preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd")
             else:
@@ -155,10 +156,8 @@ def read_file_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.Da
         raise PipelineError(f"ingest.url: file not found: {path}")
     try:
         if path.suffix.lower() == ".csv":
-            from pyarrow import csv
-
-            options = csv.ReadOptions(block_size=64 << 20)  # large blocks: one type inference for most files
-            for batch in csv.open_csv(path, read_options=options):
+            # large blocks: one type inference for most files
+            for batch in io.open_csv(path, block_size=64 << 20):
                 yield batch.to_pandas()
         else:
             yield from io.iter_parquet(path, batch_rows=chunk_rows)

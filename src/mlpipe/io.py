@@ -24,6 +24,50 @@ import pandas as pd
 BATCH_ROWS = 131_072
 
 
+# Missing values, one rule for every reader of a team's table (ingest's snapshot and mlpipe
+# predict alike): a null (SQL NULL, a Parquet null) or an empty text cell is missing, in any column;
+# in a CSV file so is a cell that holds exactly one of these texts (Arrow's list, which pandas and R
+# also write). Anything else is a value.
+CSV_NULLS = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null",
+)  # fmt: skip
+
+
+def open_csv(
+    path: str | os.PathLike[str], *, block_size: int, columns: Sequence[str] = (), text: Sequence[str] = ()
+) -> Any:
+    """A streaming reader (``pyarrow.csv.CSVStreamingReader``) of a CSV file under the rule above.
+
+    Args:
+        path: The CSV file; its first line names the columns.
+        block_size: Bytes per block (and per type inference).
+        columns: Only these columns (all when empty).
+        text: Columns read as text, whatever they hold.
+    """
+    import pyarrow as pa
+    from pyarrow import csv
+
+    convert = csv.ConvertOptions(
+        null_values=list(CSV_NULLS),
+        strings_can_be_null=True,
+        include_columns=list(columns),
+        column_types={c: pa.string() for c in text},
+    )
+    return csv.open_csv(path, read_options=csv.ReadOptions(block_size=block_size), convert_options=convert)
+
+
+def blank_to_null(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every empty text cell missing (the rule above, for sources that keep ``""``)."""
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            blank = values.eq("").to_numpy(dtype=bool, na_value=False)
+            if blank.any():
+                frame[column] = values.mask(blank)
+    return frame
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write into; rename it onto ``path`` on success.

@@ -25,10 +25,12 @@ pytestmark = pytest.mark.pipeline
 
 
 def diabetes() -> tuple[pd.DataFrame, dict]:
-    """Regression, with a categorical column and 5% missing BMI values to impute."""
+    """Regression, with a categorical column and 5% missing BMI values to impute; every 15th row's
+    sex is missing too (an empty cell in the CSV)."""
     frame = datasets.load_diabetes(as_frame=True, scaled=False).frame
-    frame["sex"] = np.where(frame["sex"] == 1, "female", "male")
+    frame["sex"] = np.where(frame["sex"] == 1, "female", "male").astype(object)
     frame.loc[::20, "bmi"] = np.nan
+    frame.loc[7::15, "sex"] = None
     numeric = [c for c in frame.columns if c not in ("sex", "target")]
     return frame, {
         "task": "regression",
@@ -89,7 +91,7 @@ def own_pipeline(repo: Path, name: str, frame: pd.DataFrame, spec: dict) -> Path
     columns = {"row_id": {"dtype": "int", "min": 1}}
     for column in frame.columns.drop("row_id"):
         if column in spec["categorical"] or (column == "target" and spec["task"] != "regression"):
-            columns[column] = {"dtype": "str"}
+            columns[column] = {"dtype": "str", "nullable": bool(frame[column].isna().any())}
         else:
             columns[column] = {"dtype": "float", "nullable": bool(frame[column].isna().any())}
     template = yaml.safe_load((ROOT / "pipelines" / "dropout" / "params.yaml").read_text())
@@ -146,7 +148,7 @@ def metrics(folder: Path, name: str) -> dict:
     return json.loads((folder / "metrics" / f"{name}.json").read_text())
 
 
-def test_regression_on_diabetes_with_imputation(repo):
+def test_regression_on_diabetes_with_imputation(repo, tmp_path):
     sh(repo, "dvc", "repro", "pipelines/diabetes/dvc.yaml")
     folder = repo / "pipelines" / "diabetes"
     prep = metrics(folder, "preprocess")
@@ -165,6 +167,26 @@ def test_regression_on_diabetes_with_imputation(repo):
     assert predictor.predict_one(row) == filled  # a null bmi is imputed with the training median
     assert predictor.predict_one({**row, "bmi": prep["fill"]["bmi"] + 10}) != filled
     assert predictor.metadata["inputs"]["bmi"]["fill"] == prep["fill"]["bmi"]
+
+    # The team's CSV, empty cells and all: mlpipe predict scores every test row exactly as the
+    # pipeline's split holds it (ingest and predict read the same cells as missing).
+    test = pd.read_parquet(folder / "data" / "processed" / "test.parquet")
+    assert test["sex"].isna().sum() > 0 and not (test["sex"] == "").any()
+    out = tmp_path / "scored.csv"
+    sh(
+        repo,
+        "mlpipe",
+        "predict",
+        "--bundle",
+        str(folder / "models" / "package"),
+        "data/own/diabetes.csv",
+        "-o",
+        str(out),
+    )
+    scored = pd.read_csv(out).set_index("row_id")["prediction"]
+    np.testing.assert_allclose(
+        scored.loc[test["row_id"]].to_numpy(), predictor.predict_frame(test).values, rtol=0, atol=1e-9
+    )
 
 
 def test_binary_classification_on_breast_cancer(repo, tmp_path):

@@ -137,3 +137,28 @@ def test_file_sources_refuse_a_query_and_a_missing_file(tmp_path, params_dict, c
         ]
         assert run(ingest.main, argv) == 1
         assert message in capsys.readouterr().err
+
+
+def test_ingest_and_predict_read_the_same_cells_as_missing(tmp_path):
+    """One rule for both readers (io.CSV_NULLS): an empty cell or a null-like text in a CSV, a null
+    or an empty text in Parquet or SQL, is missing for ingest's snapshot and for mlpipe predict."""
+    from mlpipe import batch
+
+    source = tmp_path / "team.csv"
+    source.write_text("row_id,topic,hours\n1,,2.5\n2,algebra,\n3,NA,1.0\n4,geometry,n/a\n5,algebra,3.0\n")
+    snapshot = tmp_path / "raw.parquet"
+    ingest.write_snapshot(ingest.read_file_chunks(source), snapshot)
+    ingested = pd.read_parquet(snapshot)
+    assert ingested["topic"].isna().tolist() == [True, False, True, False, False]  # not the text ""
+    assert ingested["hours"].isna().tolist() == [False, True, False, True, False]
+    (chunk,) = batch.read_chunks(source, ["row_id", "topic", "hours"], text=["topic", "hours"])
+    scored = chunk.rows
+    assert scored["topic"].isna().tolist() == ingested["topic"].isna().tolist()
+    assert scored["hours"].isna().tolist() == ingested["hours"].isna().tolist()
+    assert scored["topic"].dropna().tolist() == ingested["topic"].dropna().tolist()
+
+    parquet = tmp_path / "team.parquet"
+    pd.DataFrame({"row_id": [1, 2, 3], "topic": ["", None, "NA"]}).to_parquet(parquet)
+    ingest.write_snapshot(ingest.read_file_chunks(parquet), snapshot)
+    topic = pd.read_parquet(snapshot)["topic"]
+    assert topic.isna().tolist() == [True, True, False] and topic[2] == "NA"  # "NA" is Parquet text
