@@ -14,6 +14,28 @@ from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {**tiny.TINY, "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30}}
+# The dropout classifier on the same 240 students: a faster learning rate (20 epochs at 0.001 stay
+# worse than predicting the dropout rate), and a gate that only asks it to beat that.
+DROPOUT_TINY = {
+    "train": {
+        "epochs": 30,
+        "patience": 5,
+        "lr_patience": 2,
+        "units": [16],
+        "dropout": [0.0],
+        "learning_rate": 0.01,
+    },
+    "evaluate": tiny.TINY["evaluate"],
+    "package": {
+        "gate": {
+            "metric": "log_loss",
+            "min_improvement": {"majority": 0.0},
+            "max": {"brier": 0.3},
+            "min": {"roc_auc": 0.5},
+            "parity_tolerance": 0.00001,
+        }
+    },
+}
 
 
 def one_core() -> None:
@@ -32,12 +54,9 @@ OTHER_HOST = {
 }
 
 
-def sh(
-    repo: Path, *args: str, check: bool = True, host: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run a command in ``repo`` as a user would, with the repository's own code on the path;
-    ``host`` (e.g. :data:`OTHER_HOST`) runs it on one core with those variables set."""
-    env = {
+def user_env(repo: Path) -> dict[str, str]:
+    """The environment of a user working in ``repo``: its own code on the path, a git identity."""
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(repo / "src"),
@@ -48,7 +67,14 @@ def sh(
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@example.com",
     }
-    env |= host or {}
+
+
+def sh(
+    repo: Path, *args: str, check: bool = True, host: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``repo`` as a user would (:func:`user_env`); ``host`` (e.g.
+    :data:`OTHER_HOST`) runs it on one core with those variables set."""
+    env = user_env(repo) | (host or {})
     result = subprocess.run(
         args, cwd=repo, env=env, text=True, capture_output=True, preexec_fn=one_core if host else None
     )
@@ -61,26 +87,33 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-def set_params(repo: Path, **sections: dict) -> None:
-    """Update params.yaml sections in place (``train={"learning_rate": 0.004}``)."""
-    path = repo / "params.yaml"
+def set_params(folder: Path, **sections: dict) -> None:
+    """Update a params.yaml's sections in place (``train={"learning_rate": 0.004}``)."""
+    path = folder / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for section, values in sections.items():
         params[section].update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def make_repo(repo: Path, project_config: bool = False) -> Path:
+def make_repo(repo: Path, project_config: bool = False, dropout: bool = False) -> Path:
     """A git + DVC repository with the project's code, dvc.yaml and tiny params, committed.
 
     Args:
         repo: An empty folder.
         project_config: Use the project's ``.dvc/config`` (its S3 remote) instead of a blank one.
+        dropout: Add the second demo pipeline, ``pipelines/dropout/``, with tiny params too.
     """
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     set_params(repo, **TINY)
+    if dropout:
+        folder = repo / "pipelines" / "dropout"
+        folder.mkdir(parents=True)
+        shutil.copy(ROOT / "pipelines" / "dropout" / "dvc.yaml", folder / "dvc.yaml")
+        shutil.copy(ROOT / "pipelines" / "dropout" / "params.yaml", folder / "params.yaml")
+        set_params(folder, **DROPOUT_TINY)
     sh(repo, "git", "init", "-q", "-b", "main")
     sh(repo, "dvc", "init", "-q")
     if project_config:
