@@ -72,7 +72,9 @@ def model_card(meta: dict[str, Any]) -> str:
             f"- Built from commit `{git['revision']}`{dirty};"
             " the md5 of every upstream output is in `metadata.json` (`lineage`).",
             f"- Data: {data['train_rows']} training, {data['val_rows']} validation and {data['test_rows']}"
-            f" test rows, split by `{data['group']}` so that no group is in two splits.",
+            f" test rows, split by `{data['group']}` so that no group is in two splits."
+            if data.get("group")
+            else " test rows, split row by row (no group column).",
             "",
             "## Test metrics against baselines",
             "",

@@ -133,7 +133,7 @@ def check_roles(columns: list[str], params: PreprocessParams) -> None:
     present = set(columns)
     roles = {
         "target": [params.target],
-        "group": [params.group],
+        "group": [params.group] if params.group is not None else [],
         "ids": params.ids,
         "numeric": params.numeric,
         "categorical": params.categorical,

@@ -138,7 +138,7 @@ class PreprocessParams(_Section):
     task: Literal["regression", "binary", "multiclass"]
     positive_class: str | int | bool | None
     target: str
-    group: str
+    group: str | None = None  # None: a table of independent rows, split row by row
     ids: list[str]
     numeric: list[str]
     categorical: list[str]

@@ -3,8 +3,9 @@
 Inputs: the validated table from ``validate``.
 Outputs: one folder (``--out``) holding, for each of ``train``, ``val`` and
 ``test``: the raw records (``<split>.parquet``, split so that no group, e.g. no student, is in two
-splits), the feature matrix (``<split>.features.npy``, float32) and the target
-(``<split>.target.npy``); beside it the fitted preprocessor as JSON, and split metrics.
+splits; a table without ``preprocess.group`` is split row by row), the feature matrix
+(``<split>.features.npy``, float32) and the target (``<split>.target.npy``); beside it the fitted
+preprocessor as JSON, and split metrics.
 Params: ``base.seed``, ``preprocess.*`` (column roles, derived formulas, split shares, policy), and
 ``validate.columns`` (which columns may be null, and so get a fill value).
 
@@ -61,22 +62,35 @@ def assign_groups(
     }
 
 
+ROW = "row position"  # what a table without preprocess.group is split by
+
+
+def row_positions(rows: int) -> pd.Series:
+    """Each row its own group (no ``preprocess.group``): the rows' positions, 0 to ``rows - 1``."""
+    return pd.Series(np.arange(rows), name=ROW)
+
+
 def split_by_group(
-    frame: pd.DataFrame, group: str, val_share: float, test_share: float, seed: int
+    frame: pd.DataFrame, group: str | None, val_share: float, test_share: float, seed: int
 ) -> dict[str, pd.DataFrame]:
     """A frame's rows by split (see :func:`assign_groups`); rows keep their order within a split.
+    Without a ``group``, rows are assigned one by one (by their seeded position).
 
     Raises:
         PipelineError: if the group column is missing or there are fewer than three groups.
     """
-    if group not in frame.columns:
+    if group is not None and group not in frame.columns:
         raise PipelineError(f"preprocess.group: column {group!r} is not in the data")
-    assignment = assign_groups(frame[group], group, val_share, test_share, seed)
-    return {name: frame[frame[group].isin(assignment[name])].reset_index(drop=True) for name in SPLITS}
+    keys = frame[group] if group is not None else row_positions(len(frame))
+    assignment = assign_groups(keys, group or ROW, val_share, test_share, seed)
+    return {name: frame[keys.isin(assignment[name]).to_numpy()].reset_index(drop=True) for name in SPLITS}
 
 
-def write_splits(source: Path, group: str, assignment: dict[str, np.ndarray], folder: Path) -> dict[str, int]:
-    """Stream the table's rows into ``<split>.parquet`` files by group, keeping its schema and row order.
+def write_splits(
+    source: Path, group: str | None, assignment: dict[str, np.ndarray], folder: Path
+) -> dict[str, int]:
+    """Stream the table's rows into ``<split>.parquet`` files by group (without one, by row
+    position), keeping its schema and row order.
 
     Returns:
         The rows per split.
@@ -86,17 +100,24 @@ def write_splits(source: Path, group: str, assignment: dict[str, np.ndarray], fo
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(source)
-    kind = table.schema_arrow.field(group).type
+    kind = table.schema_arrow.field(group).type if group is not None else pa.int64()
     members = {name: pa.array(assignment[name].tolist(), type=kind) for name in SPLITS}
     rows = dict.fromkeys(SPLITS, 0)
     writers = {
         name: pq.ParquetWriter(folder / f"{name}.parquet", table.schema_arrow, compression="zstd")
         for name in SPLITS
     }
+    offset = 0
     try:
         for batch in table.iter_batches(batch_size=io.BATCH_ROWS):
+            keys = (
+                batch.column(group)
+                if group is not None
+                else pa.array(np.arange(offset, offset + batch.num_rows))
+            )
+            offset += batch.num_rows
             for name in SPLITS:
-                part = batch.filter(pc.is_in(batch.column(group), value_set=members[name]))
+                part = batch.filter(pc.is_in(keys, value_set=members[name]))
                 if part.num_rows:
                     writers[name].write_batch(part)
                     rows[name] += part.num_rows
@@ -190,15 +211,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     all_params = load_params(args.params)
     params = all_params.preprocess
     table = fitting.ParquetTable(args.data)
-    if params.group not in table.columns:
-        raise PipelineError(f"preprocess.group: column {params.group!r} is not in the data")
     fitting.check_roles(table.columns, params)
+    if params.group is not None:
+        keys = io.read_columns(args.data, [params.group])[params.group]
+    else:
+        keys = row_positions(io.parquet_rows(args.data))
     assignment = assign_groups(
-        io.read_columns(args.data, [params.group])[params.group],
-        params.group,
-        params.val_share,
-        params.test_share,
-        all_params.base.seed,
+        keys, params.group or ROW, params.val_share, params.test_share, all_params.base.seed
     )
     # Only columns the data contract lets be null get a fill; a null anywhere else is refused.
     nullable = [name for name, rule in all_params.validate.columns.items() if rule.nullable]

@@ -61,11 +61,12 @@ def breast_cancer() -> tuple[pd.DataFrame, dict]:
 
 
 def wine() -> tuple[pd.DataFrame, dict]:
-    """Multiclass classification, three cultivars."""
+    """Multiclass classification, three cultivars; independent rows: no group column."""
     data = datasets.load_wine(as_frame=True)
     frame = data.frame.assign(target=np.asarray(data.target_names)[data.target])
     return frame, {
         "task": "multiclass",
+        "group": None,
         "numeric": [str(c) for c in data.feature_names],
         "categorical": [],
         "gate": {"metric": "log_loss", "min_improvement": {"majority": 0.5}, "max": {}, "min": {}},
@@ -104,7 +105,7 @@ def own_pipeline(repo: Path, name: str, frame: pd.DataFrame, spec: dict) -> Path
             "task": spec["task"],
             "positive_class": spec.get("positive_class"),
             "target": "target",
-            "group": "row_id",
+            "group": spec.get("group", "row_id"),
             "ids": ["row_id"],
             "numeric": spec["numeric"],
             "categorical": spec["categorical"],
@@ -231,6 +232,9 @@ def test_multiclass_on_wine(repo):
     assert scores["model"]["log_loss"] < 0.5 * scores["baselines"]["majority"]["log_loss"]
     assert set(scores["model"]["per_class"]) == {"class_0", "class_1", "class_2"}
     test = pd.read_parquet(folder / "data" / "processed" / "test.parquet")
+    assert metrics(folder, "preprocess")["test"]["rows"] == len(test) == round(0.2 * 178)  # row by row
+    card = (folder / "models" / "package" / "README.md").read_text()
+    assert "split row by row (no group column)" in card
     result = Predictor(folder / "models" / "package").predict_frame(test)
     assert result.values.shape == (len(test), 3)
     np.testing.assert_allclose(result.values.sum(axis=1), 1.0, atol=1e-6)

@@ -44,3 +44,30 @@ def test_main_writes_splits_and_a_preprocessor_fitted_on_train(tmp_path, valid_f
     metrics = io.read_json(tmp_path / "m.json")
     assert sum(metrics[s]["rows"] for s in preprocess.SPLITS) == len(valid_frame)
     assert metrics["n_features"] == len(prep.feature_names)
+
+
+def test_without_a_group_rows_are_split_one_by_one_and_deterministically(tmp_path, valid_frame, params_dict):
+    splits = preprocess.split_by_group(valid_frame, None, 0.15, 0.15, seed=1)
+    assert sorted(pd.concat(splits.values())["session_id"]) == sorted(valid_frame["session_id"])
+    assert abs(len(splits["test"]) - 0.15 * len(valid_frame)) <= 1
+    again = preprocess.split_by_group(valid_frame, None, 0.15, 0.15, seed=1)
+    pd.testing.assert_frame_equal(splits["test"], again["test"])
+    assert set(preprocess.split_by_group(valid_frame, None, 0.15, 0.15, seed=2)["test"]["session_id"]) != set(
+        splits["test"]["session_id"]
+    )
+
+    del params_dict["preprocess"]["group"]  # the key may be left out (or null)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))
+    io.write_parquet(tmp_path / "valid.parquet", valid_frame)
+    preprocess.main(
+        ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "valid.parquet")]
+        + ["--out", str(tmp_path / "processed"), "--preprocessor", str(tmp_path / "prep.json")]
+        + ["--metrics", str(tmp_path / "m.json")]
+    )
+    shares = params_dict["preprocess"]["val_share"], params_dict["preprocess"]["test_share"]
+    expected = preprocess.split_by_group(valid_frame, None, *shares, seed=params_dict["base"]["seed"])
+    metrics = io.read_json(tmp_path / "m.json")
+    for name in preprocess.SPLITS:  # the streamed split is the in-memory one
+        written = pd.read_parquet(tmp_path / "processed" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(written, expected[name], check_dtype=False)
+        assert metrics[name]["rows"] == len(expected[name])
