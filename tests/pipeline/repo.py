@@ -14,28 +14,6 @@ from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {**tiny.TINY, "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30}}
-# The dropout classifier on the same 240 students: a faster learning rate (20 epochs at 0.001 stay
-# worse than predicting the dropout rate), and a gate that only asks it to beat that.
-DROPOUT_TINY = {
-    "train": {
-        "epochs": 30,
-        "patience": 5,
-        "lr_patience": 2,
-        "units": [16],
-        "dropout": [0.0],
-        "learning_rate": 0.01,
-    },
-    "evaluate": tiny.TINY["evaluate"],
-    "package": {
-        "gate": {
-            "metric": "log_loss",
-            "min_improvement": {"majority": 0.0},
-            "max": {"brier": 0.3},
-            "min": {"roc_auc": 0.5},
-            "parity_tolerance": 0.00001,
-        }
-    },
-}
 
 
 def one_core() -> None:
@@ -113,7 +91,7 @@ def make_repo(repo: Path, project_config: bool = False, dropout: bool = False) -
         folder.mkdir(parents=True)
         shutil.copy(ROOT / "pipelines" / "dropout" / "dvc.yaml", folder / "dvc.yaml")
         shutil.copy(ROOT / "pipelines" / "dropout" / "params.yaml", folder / "params.yaml")
-        set_params(folder, **DROPOUT_TINY)
+        set_params(folder, **tiny.DROPOUT_TINY)
     sh(repo, "git", "init", "-q", "-b", "main")
     sh(repo, "dvc", "init", "-q")
     if project_config:
