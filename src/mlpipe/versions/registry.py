@@ -180,11 +180,11 @@ def promote(project: Project, version: str, stage: str = "prod", live: Path | No
     if tag not in version_tags(project):
         raise RegistryError(f"{tag} is not a registered version (see `gto show`)")
     current = current_version(project, stage)
-    if current == _version(tag):
-        raise RegistryError(f"{tag} is in {stage} already: nothing to promote")
     if live is not None:
         check_live_verdict(project, _version(tag), live)
-    elif current is not None:
+    if current == _version(tag):
+        raise RegistryError(f"{tag} is in {stage} already: nothing to promote")
+    if live is None and current is not None:
         result = compare_revisions(project, version_tag(project, current), tag)
         if result.worse:
             raise RegistryError(
