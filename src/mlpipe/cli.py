@@ -294,6 +294,44 @@ def add_replay(commands: Any) -> None:
     replay.set_defaults(run=_replay)
 
 
+def _init(args: argparse.Namespace) -> None:
+    from mlpipe.scaffold import init
+
+    folder = init(args.name, args.data, args.target, args.task, args.group, args.query, Path(args.repo))
+    print(
+        f"mlpipe: wrote {folder}/params.yaml and dvc.yaml: review the lines marked `inferred`, then"
+        f" run `dvc repro {folder}/dvc.yaml`",
+        file=sys.stderr,
+    )
+
+
+def add_init(commands: Any) -> None:
+    """``mlpipe init``: a pipeline folder for a team's table."""
+    init = command(
+        commands,
+        "init",
+        "write pipelines/NAME/ (dvc.yaml, params.yaml) for a table, inferred from its data",
+        "Reads a CSV or Parquet file (or a SQLAlchemy URL with --query) as ingest will, infers the data"
+        " contract (types, nulls, ranges with a 10% margin, levels), the column roles and the task, and"
+        " writes the engine's stages with the plots and gate for that task; every inferred choice is"
+        " commented for review. Nothing is written on an error.",
+    )
+    init.add_argument("name", help="the pipeline's (and model's) name: lower-case letters, digits, dashes")
+    init.add_argument(
+        "--data", required=True, help="a CSV or Parquet file in the repository, or a database URL"
+    )
+    init.add_argument("--query", help="with a database URL: the SQL that returns the table")
+    init.add_argument("--target", required=True, help="the column to predict")
+    init.add_argument(
+        "--task",
+        choices=["regression", "binary", "multiclass"],
+        help="default: binary for two classes, regression for numbers, multiclass for text",
+    )
+    init.add_argument("--group", help="rows sharing its value stay in one split (default: none, row by row)")
+    init.add_argument("--repo", default=".", help="the project's repository (default: %(default)s)")
+    init.set_defaults(run=_init)
+
+
 def repo_command(commands: Any, name: str, help: str, pipeline: bool = True) -> argparse.ArgumentParser:
     """A subcommand that runs in the project's repository (and, by default, on one pipeline)."""
     parsed = command(commands, name, help)
@@ -382,6 +420,7 @@ def parser() -> argparse.ArgumentParser:
     )
     main_parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_init(commands)
     add_predict(commands)
     add_serve(commands)
     add_monitor(commands)

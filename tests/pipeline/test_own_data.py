@@ -9,6 +9,7 @@ compared with scikit-learn's baselines fitted on the same split (evaluate's ``ba
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +76,21 @@ def wine() -> tuple[pd.DataFrame, dict]:
 
 
 DATASETS = {"diabetes": diabetes, "breast-cancer": breast_cancer, "wine": wine}
+TEMPLATE_ONLY = shutil.ignore_patterns("dvc.lock", "data", "models", "metrics")  # what a copy keeps
 
 
-def own_pipeline(repo: Path, name: str, frame: pd.DataFrame, spec: dict) -> Path:
-    """Write the team's CSV, and a pipeline folder for it: the two things the README asks for."""
+def write_table(repo: Path, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The team's table as a CSV under data/own/, with a row id."""
     frame = frame.assign(row_id=np.arange(1, len(frame) + 1))
     (repo / "data" / "own").mkdir(parents=True, exist_ok=True)
     frame.to_csv(repo / "data" / "own" / f"{name}.csv", index=False)
+    return frame
+
+
+def own_pipeline(repo: Path, name: str, frame: pd.DataFrame, spec: dict) -> Path:
+    """Write the team's CSV, and a pipeline folder for it by hand (params.yaml and a copied
+    dvc.yaml), as a team that does not use `mlpipe init` would."""
+    frame = write_table(repo, name, frame)
     folder = repo / "pipelines" / name
     folder.mkdir(parents=True)
     pipeline = yaml.safe_load((ROOT / "pipelines" / "dropout" / "dvc.yaml").read_text())
@@ -137,9 +146,15 @@ def own_pipeline(repo: Path, name: str, frame: pd.DataFrame, spec: dict) -> Path
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
+    """Diabetes through `mlpipe init` with its defaults only (the engine's settings are the
+    dropout pipeline's, copied as the project ships them); the other two by hand."""
     repo = make_repo(tmp_path_factory.mktemp("own") / "project")
+    shutil.copytree(ROOT / "pipelines" / "dropout", repo / "pipelines" / "dropout", ignore=TEMPLATE_ONLY)
+    write_table(repo, "diabetes", diabetes()[0])
+    sh(repo, "mlpipe", "init", "diabetes", "--data", "data/own/diabetes.csv", "--target", "target")
     for name, load in DATASETS.items():
-        own_pipeline(repo, name, *load())
+        if name != "diabetes":
+            own_pipeline(repo, name, *load())
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "our own data")
     return repo
@@ -147,6 +162,64 @@ def repo(tmp_path_factory) -> Path:
 
 def metrics(folder: Path, name: str) -> dict:
     return json.loads((folder / "metrics" / f"{name}.json").read_text())
+
+
+def test_init_infers_the_contract_roles_and_task_for_review(repo):
+    params = (repo / "pipelines" / "diabetes" / "params.yaml").read_text()
+    assert "sex: {dtype: str, nullable: true, allowed: [female, male]}  # inferred: categorical" in params
+    assert "bmi: {dtype: float, nullable: true, min: " in params and "5.2% missing" in params
+    assert "row_id: {dtype: int, min: 0}  # inferred: id; named like an id" in params
+    assert "task: regression  # inferred: the target holds numbers" in params
+    assert "group: null  # no rows share a group" in params
+    pipeline = yaml.safe_load((repo / "pipelines" / "diabetes" / "dvc.yaml").read_text())
+    assert pipeline["stages"]["ingest"]["deps"][0] == "../../data/own/diabetes.csv"
+    assert list(pipeline["artifacts"]) == ["diabetes"]
+    assert "predicted vs actual" in json.dumps(pipeline["plots"]) and "ROC" not in json.dumps(
+        pipeline["plots"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "args", "message"),
+    [
+        ("target,x\n1,1\n1,2\n1,3\n", [], "--target 'target': one value only (1): nothing to learn"),
+        ("target,x\n,1\n,2\n", [], "--target 'target': every value is missing"),
+        ("target,x\na,1\nb,2\nc,3\n", ["--task", "binary"], "--target 'target': 3 classes, not 2"),
+        ("target,x\n1.5,1\n2.5,2\n", ["--group", "student"], "--group 'student' is not a column (target, x)"),
+        ("\x00\x01\xff\xfe", [], "cannot read data/own/bad.csv"),
+    ],
+)
+def test_init_refuses_an_unusable_table_with_one_line_and_writes_nothing(repo, table, args, message):
+    source = repo / "data" / "own" / "bad.csv"
+    source.write_bytes(table.encode("latin-1"))
+    try:
+        refused = sh(
+            repo,
+            "mlpipe",
+            "init",
+            "bad",
+            "--data",
+            "data/own/bad.csv",
+            "--target",
+            "target",
+            *args,
+            check=False,
+        )
+    finally:
+        source.unlink()
+    assert refused.returncode == 1 and message in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert not (repo / "pipelines" / "bad").exists()
+    assert not [p for p in (repo / "pipelines").iterdir() if p.name.startswith(".")]  # no temporary folder
+
+
+def test_init_refuses_a_folder_that_exists(repo):
+    before = (repo / "pipelines" / "wine" / "params.yaml").read_text()
+    refused = sh(
+        repo, "mlpipe", "init", "wine", "--data", "data/own/wine.csv", "--target", "target", check=False
+    )
+    assert refused.returncode == 1 and "pipelines/wine: exists already" in refused.stderr
+    assert (repo / "pipelines" / "wine" / "params.yaml").read_text() == before
 
 
 def test_regression_on_diabetes_with_imputation(repo, tmp_path):
@@ -253,7 +326,8 @@ def test_nothing_in_the_engine_changed(repo):
     assert sh(repo, "git", "status", "--porcelain", "--untracked-files=all", "--", "src").stdout == ""
     reference = yaml.safe_load((ROOT / "pipelines" / "dropout" / "dvc.yaml").read_text())["stages"]
     for name in DATASETS:
-        stages = yaml.safe_load((repo / "pipelines" / name / "dvc.yaml").read_text())["stages"]
+        text = (repo / "pipelines" / name / "dvc.yaml").read_text()
+        stages = yaml.safe_load(text.replace("table.parquet", "students.parquet"))["stages"]  # init's names
         assert {k: v["cmd"] for k, v in stages.items()} == {k: v["cmd"] for k, v in reference.items()}
         changed = {k for k in stages if stages[k]["deps"] != reference[k]["deps"]}
         assert changed == {"ingest"}, name
