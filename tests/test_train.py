@@ -244,3 +244,12 @@ def test_the_multiworker_schedule_stops_and_lowers_the_rate_where_keras_callback
             break
     assert stop and epoch < len(losses) - 1  # the sequence did stall before its end
     assert rate < values["learning_rate"]
+
+
+def test_a_model_still_improving_at_the_epoch_cap_is_reported(params):
+    cap, patience = params.train.epochs, params.train.patience
+    assert train.budget_warning(cap - 10, cap - 12, params.train) is None  # early stopping decided
+    assert train.budget_warning(cap, cap - patience - 1, params.train) is None  # plateaued before the cap
+    warning = train.budget_warning(cap, cap - 1, params.train)
+    assert f"the best epoch ({cap} of train.epochs {cap}) came within train.patience ({patience})" in warning
+    assert "raise train.epochs" in warning

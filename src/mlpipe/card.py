@@ -57,6 +57,29 @@ def input_rows(inputs: dict[str, dict[str, Any]]) -> list[str]:
     return rows
 
 
+def shortfall_lines(meta: dict[str, Any]) -> list[str]:
+    """A bullet for each baseline that beats the model on the gate's metric: said, not hidden."""
+    from mlpipe.decisions import lower_is_better
+
+    metric = meta["params"]["package"]["gate"]["metric"]
+    model = meta["metrics"]["model"].get(metric)
+    if model is None:
+        return []
+    lines = []
+    for name, scores in meta["metrics"]["baselines"].items():
+        theirs = scores.get(metric)
+        if theirs is None or theirs == model or (theirs < model) != lower_is_better(metric):
+            continue
+        share = abs(model - theirs) / abs(theirs) if theirs else float("inf")
+        lines.append(
+            f"- The {name} baseline beats this model on the test split: {metric} {theirs:.4g} against"
+            f" the model's {model:.4g} ({'lower' if lower_is_better(metric) else 'higher'} is better;"
+            f" the model is {share:.1%} worse). Prefer the baseline where that matters more than one"
+            " verified bundle that carries its preprocessing."
+        )
+    return lines
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """The bundle's README, from its metadata."""
     data, git, output = meta["data"], meta["git"], meta["output"]
@@ -93,6 +116,7 @@ def model_card(meta: dict[str, Any]) -> str:
             "## Limits",
             "",
             "- Valid only for records inside the ranges above; the predictor refuses the rest.",
+            *shortfall_lines(meta),
             "- Scores are measured on held-out groups of the same source; a shift in who or what is"
             " measured needs a new evaluation.",
             "- Files: `model.onnx` (ONNX Runtime), `saved_model/` (TensorFlow Serving), checked by"

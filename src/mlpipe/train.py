@@ -130,6 +130,18 @@ def summarise(live: Any, val_loss: list[float]) -> int:
     return best
 
 
+def budget_warning(epochs_run: int, best: int, params: TrainParams) -> str | None:
+    """What to say when the epoch budget, not early stopping, ended a model still improving:
+    training ran all ``train.epochs`` and the best epoch (counted from 0) came within
+    ``train.patience`` of the end. None when early stopping decided."""
+    if epochs_run < params.epochs or best < params.epochs - params.patience:
+        return None
+    return (
+        f"the best epoch ({best + 1} of train.epochs {params.epochs}) came within train.patience"
+        f" ({params.patience}) of the end: the model was still improving; raise train.epochs"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     all_params = load_params(args.params)
@@ -180,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         else f"val loss {val_loss[best]:.4f}"
     )
     log.info("trained %d epochs; best epoch %d, %s", len(val_loss), best, score)
+    if warning := budget_warning(len(val_loss), best, params):
+        log.warning("%s", warning)
 
 
 if __name__ == "__main__":

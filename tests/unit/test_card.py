@@ -40,3 +40,18 @@ def test_input_rows_give_categories_ranges_and_fills():
         "| `device` | string | web; other values encode as none; null becomes 'web' |",
         "| `age` | integer | 10 to inf |",
     ]
+
+
+def test_a_baseline_that_beats_the_model_is_said_in_the_card():
+    meta = {
+        "params": {"package": {"gate": {"metric": "log_loss"}}},
+        "metrics": {
+            "model": {"log_loss": 0.0346},
+            "baselines": {"majority": {"log_loss": 0.646}, "hgb": {"log_loss": 0.0173}},
+        },
+    }
+    (line,) = card.shortfall_lines(meta)
+    assert line.startswith("- The hgb baseline beats this model on the test split: log_loss 0.0173")
+    assert "(lower is better; the model is 100.0% worse)" in line
+    meta["metrics"]["baselines"]["hgb"]["log_loss"] = 0.05
+    assert card.shortfall_lines(meta) == []
