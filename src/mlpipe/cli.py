@@ -318,7 +318,9 @@ def add_init(commands: Any) -> None:
     )
     init.add_argument("name", help="the pipeline's (and model's) name: lower-case letters, digits, dashes")
     init.add_argument(
-        "--data", required=True, help="a CSV or Parquet file in the repository, or a database URL"
+        "--data",
+        required=True,
+        help="a CSV or Parquet file in the repository (relative to --repo), or a database URL",
     )
     init.add_argument("--query", help="with a database URL: the SQL that returns the table")
     init.add_argument("--target", required=True, help="the column to predict")

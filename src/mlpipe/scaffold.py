@@ -133,7 +133,9 @@ def infer_column(series: pd.Series, max_levels: int) -> Column:
     nullable = bool(series.isna().any())
     rule: dict[str, Any] = {}
     missing = f"{series.isna().mean():.1%} missing" if nullable else "no nulls"
-    named_like_id = name.lower() == "id" or name.lower().endswith(("_id", "id"))
+    named_like_id = (
+        name.lower() in ("id", "uuid") or name.lower().endswith("_id") or name.endswith(("Id", "ID"))
+    )
     if pd.api.types.is_bool_dtype(values):
         return Column(name, {"dtype": "str", "nullable": True}, "left out", "true/false: write it as 0/1")
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -157,8 +159,8 @@ def infer_column(series: pd.Series, max_levels: int) -> Column:
     text = values.astype(str)
     rule = {"dtype": "str", **({"nullable": True} if nullable else {})}
     levels = text.nunique()
-    if named_like_id or (text.is_unique and len(text) == len(series) and len(text) > max_levels):
-        return Column(name, rule, "id", "an id (named like one, or unique per row): never a feature")
+    if named_like_id:
+        return Column(name, rule, "id", "named like an id: kept for joins, never a feature")
     if levels > max_levels:
         why = f"{levels} distinct texts, more than preprocess.max_levels ({max_levels}): free text or an id"
         return Column(name, rule, "left out", why)
@@ -222,7 +224,12 @@ def params_text(name: str, table: Table, task: str, columns: list[Column], templ
         f"  columns:  # inferred from {table.rows} rows: review the ranges and levels",
     ]
     for column in columns:
-        lines.append(f"    {key(column.name)}: {flow(column.rule)}  # inferred: {column.role}; {column.why}")
+        if column.role == "left out":  # not in the contract: validate drops it from the table
+            lines.append(f"    # {column.name}: left out ({column.why})")
+        else:
+            lines.append(
+                f"    {key(column.name)}: {flow(column.rule)}  # inferred: {column.role}; {column.why}"
+            )
     prep = template["preprocess"]
     task_why = {
         "regression": "the target holds numbers",
@@ -321,7 +328,7 @@ def init(
 
     is_file = ingest.is_file_source(data)
     if is_file:
-        path = Path(data).resolve()
+        path = (root / data).resolve()  # a relative path is relative to the repository
         if not path.is_file():
             raise PipelineError(f"{data}: file not found")
         if not path.is_relative_to(root.resolve()):
@@ -329,7 +336,7 @@ def init(
         source = os.path.relpath(path, (root / "pipelines" / name).resolve())
     else:
         source = data
-    sample = read_sample(data, query)
+    sample = read_sample(str(path) if is_file else data, query)
     template = yaml.safe_load((root / TEMPLATE / "params.yaml").read_text(encoding="utf-8"))
     max_levels = template["preprocess"]["max_levels"]
     for role, column in (("--target", target), ("--group", group)):
@@ -354,6 +361,7 @@ def init(
         elif column_name == group:
             rule = infer_column(series, max_levels).rule
             rule.pop("allowed", None)
+            rule.pop("max", None)  # new rows bring new groups
             columns.append(Column(group, rule, "group", "--group: no group is in two splits"))
         else:
             columns.append(infer_column(series, max_levels))

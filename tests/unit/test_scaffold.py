@@ -1,0 +1,90 @@
+"""`mlpipe init`'s inference on a table with one column of each kind, without running the pipeline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlpipe import scaffold
+from mlpipe.errors import PipelineError
+from mlpipe.params import load_params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A repository root with what `mlpipe init` copies from, and a table under data/."""
+    ignore = shutil.ignore_patterns("dvc.lock", "data", "models", "metrics")
+    shutil.copytree(ROOT / "pipelines" / "dropout", tmp_path / "pipelines" / "dropout", ignore=ignore)
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    rng = np.random.default_rng(1)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "customerId": np.arange(n),
+            "paid": rng.normal(size=n),
+            "visits": rng.integers(0, 20, n),
+            "notes": [f"call {i}" for i in range(n)],
+            "member": rng.integers(0, 2, n).astype(bool),
+            "signup": pd.date_range("2024-01-01", periods=n),
+            "plan": rng.choice(["basic", "plus", None], n),
+            "churned": rng.choice(["yes", "no"], n, p=[0.3, 0.7]),
+        }
+    )
+    (tmp_path / "data").mkdir()
+    frame.to_parquet(tmp_path / "data" / "customers.parquet")
+    return tmp_path
+
+
+def test_roles_contract_and_task_are_inferred_and_the_params_load(project):
+    folder = scaffold.init("churn", "data/customers.parquet", "churned", root=project)
+    params = load_params(folder / "params.yaml")
+    prep, columns = params.preprocess, params.validate.columns
+    assert (prep.task, prep.positive_class, prep.group) == ("binary", "yes", None)  # the rarer class
+    assert (prep.ids, prep.numeric, prep.categorical) == (["customerId"], ["paid", "visits"], ["plan"])
+    assert set(columns) == {"customerId", "paid", "visits", "plan", "churned"}  # the rest left out
+    assert columns["plan"].allowed == ["basic", "plus"] and columns["plan"].nullable
+    assert columns["visits"].dtype == "int" and columns["visits"].min == 0 and columns["visits"].max >= 21
+    assert columns["customerId"].max is None  # new customers bring larger ids
+    text = (folder / "params.yaml").read_text()
+    for left_out in (
+        "notes: left out (300 distinct texts",
+        "member: left out (true/false",
+        "signup: left out (a date",
+    ):
+        assert left_out in text
+    assert params.package.gate.metric == "log_loss" and params.registry.metric == "model.log_loss"
+    pipeline = yaml.safe_load((folder / "dvc.yaml").read_text())
+    assert pipeline["stages"]["ingest"]["deps"][0] == "../../data/customers.parquet"
+    assert "ROC" in str(pipeline["plots"]) and "students" not in (folder / "dvc.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("values", "task", "expected"),
+    [
+        ([1.5, 2.5, 3.0], None, "regression"),
+        ([0, 1, 1], None, "binary"),
+        (["a", "b", "c"], None, "multiclass"),
+        ([1, 2, 3], "multiclass", "multiclass"),
+    ],
+)
+def test_the_task_follows_the_target(values, task, expected):
+    assert scaffold.infer_task(pd.Series(values, name="y"), task, max_levels=100) == expected
+
+
+def test_a_target_with_more_classes_than_max_levels_is_refused(project):
+    with pytest.raises(
+        PipelineError, match=r"--target 'y': 5 classes, more than preprocess.max_levels \(4\)"
+    ):
+        scaffold.infer_task(pd.Series(list("abcde"), name="y"), "multiclass", max_levels=4)
+    with pytest.raises(PipelineError, match="holds text, not numbers"):
+        scaffold.infer_task(pd.Series(list("abc"), name="y"), "regression", max_levels=4)
+    with pytest.raises(PipelineError, match="data/elsewhere.csv: file not found"):
+        scaffold.init("churn", "data/elsewhere.csv", "churned", root=project)
+    assert not (project / "pipelines" / "churn").exists()
