@@ -60,9 +60,9 @@ class Chunk:
 def _read_csv(path: Path, columns: list[str], text: list[str], chunk_rows: int) -> Iterator[Chunk]:
     # Bundle columns are read as text and parsed by the predictor, so a bad value is reported by line
     # number instead of failing the whole block; missing cells follow ingest's rule (io.CSV_NULLS).
-    header = io.open_csv(path, block_size=1 << 16).schema.names
+    header = io.csv_header(path)
     wanted = [c for c in columns if c in header]
-    reader = io.open_csv(
+    reader = io.csv_batches(
         path,
         block_size=max(1 << 20, chunk_rows * 128),
         columns=wanted,
@@ -78,9 +78,13 @@ def _read_csv(path: Path, columns: list[str], text: list[str], chunk_rows: int) 
 
 
 def _read_parquet(path: Path, columns: list[str], chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PipelineError(f"{path}: not a Parquet file ({' '.join(str(exc).split())[:200]})") from None
     wanted = [c for c in columns if c in file.schema_arrow.names]
     row = 1
     for batch in file.iter_batches(batch_size=chunk_rows, columns=wanted):
@@ -92,14 +96,22 @@ def _read_parquet(path: Path, columns: list[str], chunk_rows: int) -> Iterator[C
 def _read_jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     records: list[Any] = []
     lines: list[int] = []
-    with open(path, encoding="utf-8") as file:
-        for number, text in enumerate(file, start=1):
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PipelineError(
+                    f"{path}: line {number}: not UTF-8 text (Latin-1?): save it as UTF-8"
+                ) from None
             if not text.strip():
                 continue
             try:
                 records.append(json.loads(text))
             except json.JSONDecodeError as exc:
                 raise PipelineError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise PipelineError(f"{path}: line {number}: JSON nested too deeply") from None
             lines.append(number)
             if len(records) == chunk_rows:
                 yield Chunk(records, np.array(lines))

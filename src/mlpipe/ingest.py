@@ -157,7 +157,7 @@ def read_file_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.Da
     try:
         if path.suffix.lower() == ".csv":
             # large blocks: one type inference for most files
-            for batch in io.open_csv(path, block_size=64 << 20):
+            for batch in io.csv_batches(path, block_size=64 << 20):
                 yield batch.to_pandas()
         else:
             yield from io.iter_parquet(path, batch_rows=chunk_rows)

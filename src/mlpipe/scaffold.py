@@ -336,7 +336,7 @@ def init(
         source = os.path.relpath(path, (root / "pipelines" / name).resolve())
     else:
         source = data
-    sample = read_sample(str(path) if is_file else data, query)
+    sample = read_sample(os.path.relpath(path) if is_file else data, query)  # errors name it as given
     template = yaml.safe_load((root / TEMPLATE / "params.yaml").read_text(encoding="utf-8"))
     max_levels = template["preprocess"]["max_levels"]
     for role, column in (("--target", target), ("--group", group)):

@@ -186,7 +186,7 @@ def test_init_infers_the_contract_roles_and_task_for_review(repo):
         ("target,x\n,1\n,2\n", [], "--target 'target': every value is missing"),
         ("target,x\na,1\nb,2\nc,3\n", ["--task", "binary"], "--target 'target': 3 classes, not 2"),
         ("target,x\n1.5,1\n2.5,2\n", ["--group", "student"], "--group 'student' is not a column (target, x)"),
-        ("\x00\x01\xff\xfe", [], "cannot read data/own/bad.csv"),
+        ("\x00\x01\xff\xfe", [], "data/own/bad.csv: a binary file, not CSV text"),
     ],
 )
 def test_init_refuses_an_unusable_table_with_one_line_and_writes_nothing(repo, table, args, message):

@@ -150,3 +150,41 @@ def test_the_readmes_example_files_are_scored_as_it_shows(built: Path, tmp_path:
     assert scored["session_id"].tolist() == sessions["session_id"].tolist()
     one = Predictor(built / "bundle").predict_records([record]).values[0]
     assert scored["prediction"].iloc[0] == pytest.approx(one, abs=1e-6)
+
+
+def bad_files(good: bytes, latin1: bytes) -> dict[str, tuple[bytes, str]]:
+    """Each file a careless export makes, and the one line mlpipe predict answers it with."""
+    header, first, second = good.splitlines(keepends=True)[:3]
+    return {
+        "truncated.csv": (header + first + second[:20], "line 3: "),
+        "short_row.csv": (header + first[:15] + b"\n" + second, "line 2: "),
+        "empty.csv": (b"", "empty file (no header line)"),
+        "no_newline.csv": (header.rstrip(b"\n"), "line 1: a header and no rows"),
+        "utf16.csv": (good.decode().encode("utf-16"), "UTF-16 text: save it as UTF-8"),
+        "latin1.csv": (latin1, "line 3: not UTF-8"),
+        "binary.csv": (bytes(range(256)) * 8, "a binary file, not CSV text"),
+        "latin1.jsonl": ('{"topic": "\xe9"}\n'.encode("latin-1"), "line 1: not UTF-8 text"),
+        "deep.jsonl": (b"[" * 100_000 + b"]" * 100_000 + b"\n", "line 1: JSON nested too deeply"),
+        "text.parquet": (good, "not a Parquet file"),
+    }
+
+
+def test_every_bad_file_is_one_line_naming_the_file_and_line_and_nothing_is_written(
+    built, test_frame, tmp_path, capsys
+):
+    good = write(test_frame.head(5), tmp_path / "good.csv").read_bytes()
+    inputs = json.loads((built / "bundle" / "metadata.json").read_text())["inputs"]
+    text = next(name for name, spec in inputs.items() if spec["type"] == "string")  # a category
+    frame = test_frame.head(5).astype({text: object})
+    frame.loc[frame.index[1], text] = "caf\xe9"
+    latin1 = frame.to_csv(index=False).encode("latin-1")
+    for name, (content, reason) in bad_files(good, latin1).items():
+        source, target = tmp_path / name, tmp_path / f"out-{name}.csv"
+        source.write_bytes(content)
+        assert main(["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(target)]) == 1, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"mlpipe: error: {source}: ") and reason in err, (name, err)
+        if name in ("truncated.csv", "short_row.csv"):
+            assert "fields, the header has" in err
+        assert err.count("\n") == 1 and "Traceback" not in err, (name, err)
+        assert not target.exists(), name
