@@ -7,6 +7,7 @@ only when complete, so a failed stage leaves no half-written file (house style, 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -165,10 +166,17 @@ def atomic_path(path: str | os.PathLike[str], *, directory: bool = False) -> Ite
         path: Final location of the file or folder.
         directory: Yield an empty temporary folder instead of a file name.
 
-    On an exception the temporary file or folder is removed and ``path`` is left untouched.
+    On an exception the temporary file or folder is removed and ``path`` is left untouched. What a
+    killed earlier run left behind (``.<name>.*`` beside ``path``: a process killed with SIGKILL
+    cleans nothing) is removed first; the names are git-ignored.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     else:

@@ -1,4 +1,6 @@
 import math
+import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -47,3 +49,20 @@ def test_parquet_round_trip_is_byte_stable(tmp_path):
     io.write_parquet(tmp_path / "b.parquet", frame)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     pd.testing.assert_frame_equal(io.read_parquet(tmp_path / "a.parquet"), frame)
+
+
+def test_what_a_killed_run_left_is_removed_and_git_ignored(tmp_path):
+    (tmp_path / ".package.k1ll3d").mkdir()  # a folder and a file SIGKILL interrupted
+    (tmp_path / ".package.k1ll3d" / "model.onnx").write_bytes(b"half")
+    (tmp_path / ".evaluate.json.x9.tmp").write_text("{")
+    (tmp_path / ".other.k1ll3d").mkdir()  # another output's: not this one's to remove
+    with io.atomic_path(tmp_path / "package", directory=True) as tmp:
+        (tmp / "SHA256SUMS").write_text("")
+    with io.atomic_path(tmp_path / "evaluate.json") as tmp:
+        tmp.write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.k1ll3d", "evaluate.json", "package"]
+    root = Path(__file__).resolve().parents[2]
+    for name in ("models/.package.k1ll3d/", "metrics/.evaluate.json.x9.tmp", "metrics/.train.abc/"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=root)
+        assert ignored.returncode == 0, f"{name} is not git-ignored"
+    assert subprocess.run(["git", "check-ignore", "-q", "metrics/evaluate.json"], cwd=root).returncode == 1
