@@ -1,3 +1,5 @@
+import copy
+
 import pandas as pd
 import pytest
 import yaml
@@ -56,8 +58,9 @@ def test_without_a_group_rows_are_split_one_by_one_and_deterministically(tmp_pat
         splits["test"]["session_id"]
     )
 
-    del params_dict["preprocess"]["group"]  # the key may be left out (or null)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))
+    ungrouped = copy.deepcopy(params_dict)  # the fixture is shared: change a copy
+    del ungrouped["preprocess"]["group"]  # the key may be left out (or null)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(ungrouped))
     io.write_parquet(tmp_path / "valid.parquet", valid_frame)
     preprocess.main(
         ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "valid.parquet")]
