@@ -22,7 +22,7 @@ repro: setup
 test: setup
 	ruff check src tests bench
 	ruff format --check src tests bench
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile  # two workers, one test module each at a time (module fixtures)
 
 bench: setup
 	python bench/pipeline_speed.py
