@@ -3,6 +3,7 @@ import copy
 import pandas as pd
 import pytest
 import yaml
+from tests.unit.test_streaming import run_preprocess
 
 from mlpipe import features, io, preprocess
 from mlpipe.errors import PipelineError
@@ -60,17 +61,11 @@ def test_without_a_group_rows_are_split_one_by_one_and_deterministically(tmp_pat
 
     ungrouped = copy.deepcopy(params_dict)  # the fixture is shared: change a copy
     del ungrouped["preprocess"]["group"]  # the key may be left out (or null)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(ungrouped))
-    io.write_parquet(tmp_path / "valid.parquet", valid_frame)
-    preprocess.main(
-        ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "valid.parquet")]
-        + ["--out", str(tmp_path / "processed"), "--preprocessor", str(tmp_path / "prep.json")]
-        + ["--metrics", str(tmp_path / "m.json")]
-    )
+    folder = run_preprocess(tmp_path, valid_frame, ungrouped)
     shares = params_dict["preprocess"]["val_share"], params_dict["preprocess"]["test_share"]
     expected = preprocess.split_by_group(valid_frame, None, *shares, seed=params_dict["base"]["seed"])
-    metrics = io.read_json(tmp_path / "m.json")
+    metrics = io.read_json(tmp_path / "processed_metrics.json")
     for name in preprocess.SPLITS:  # the streamed split is the in-memory one
-        written = pd.read_parquet(tmp_path / "processed" / f"{name}.parquet")
+        written = pd.read_parquet(folder / f"{name}.parquet")
         pd.testing.assert_frame_equal(written, expected[name], check_dtype=False)
         assert metrics[name]["rows"] == len(expected[name])
