@@ -347,10 +347,9 @@ def init(
     for column_name in sample.columns:
         series = sample[column_name]
         if column_name == target:
-            values = series.dropna()
-            rule = (
-                infer_column(series, max_levels).rule if task == "regression" else {"dtype": _dtype(values)}
-            )
+            rule = infer_column(series, max_levels).rule
+            if task != "regression":  # classes: the type only (levels and ranges are the task's)
+                rule = {"dtype": rule["dtype"]}
             rule.pop("nullable", None)
             why = (
                 f"{series.isna().sum()} rows without it are quarantined"
@@ -380,11 +379,3 @@ def init(
                 f"{folder}/params.yaml as inferred does not load (please report): {exc}"
             ) from None
     return folder
-
-
-def _dtype(values: pd.Series) -> str:
-    if pd.api.types.is_integer_dtype(values):
-        return "int"
-    if pd.api.types.is_float_dtype(values):
-        return "float"
-    return "str"
