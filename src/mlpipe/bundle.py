@@ -8,7 +8,9 @@ included, in the format ``sha256sum -c`` reads, so flipping any byte of any file
 
 :func:`verify` reads nothing but these checksums until every file has matched them, refuses any
 file that is not listed, and refuses by name the formats whose loading runs code (pickle, joblib,
-HDF5/Keras files), whatever the checksums say. It never imports TensorFlow.
+HDF5/Keras files), whatever the checksums say. Then the metadata must fit its schema
+(:class:`Metadata`, pydantic) and name as its version the hash of the model it sits next to, so a
+replaced model cannot pass under an old version. It never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from mlpipe.errors import PipelineError
 
@@ -34,6 +38,7 @@ UNSAFE_SUFFIXES = frozenset(
     {".pkl", ".pickle", ".joblib", ".dill", ".h5", ".hdf5", ".keras", ".npy", ".npz", ".pt", ".pth"}
 )
 _LINE = re.compile(r"([0-9a-f]{64})  ([^\n]+)")
+VERSION_LENGTH = 12  # a version id is the first hex digits of model.onnx's sha256
 
 
 class BundleError(PipelineError):
@@ -42,6 +47,11 @@ class BundleError(PipelineError):
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def version_of(model: bytes) -> str:
+    """A bundle's version id: the start of its ONNX model's sha256 (another model, another id)."""
+    return sha256(model)[:VERSION_LENGTH]
 
 
 def list_files(folder: Path) -> list[str]:
@@ -91,6 +101,91 @@ def parse_checksums(text: str) -> dict[str, str]:
     return listed
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class InputSpec(_Strict):
+    """One input field: its JSON type, range (numbers) or levels (text), and its fill for a null."""
+
+    type: Literal["integer", "number", "string"]
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    unknown: Literal["error", "ignore"] | None = None
+    fill: float | str | None = None
+
+    @model_validator(mode="after")
+    def _fits_its_type(self) -> InputSpec:
+        text = self.type == "string"
+        if text and (self.categories is None or self.unknown is None):
+            raise ValueError("a string input needs its categories and its unknown policy")
+        if not text and (self.categories is not None or self.unknown is not None):
+            raise ValueError("a number input has no categories")
+        if text and (self.min is not None or self.max is not None):
+            raise ValueError("a string input has no range")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class OutputSpec(_Strict):
+    name: str
+    target: str
+    type: str
+    classes: list[Any] | None = None
+    threshold: float | None = None
+
+
+class Metadata(BaseModel):
+    """What serving reads from ``metadata.json``, checked before it is used (other keys, e.g. the
+    lineage and metrics, are for people and pass through as they are)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format_version: Literal[1]
+    name: str
+    version: str
+    task: Literal["regression", "binary", "multiclass"]
+    inputs: dict[str, InputSpec]
+    output: OutputSpec
+    ids: list[str] = []
+    files: dict[str, str]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Metadata:
+        if not self.inputs:
+            raise ValueError("the model has no inputs")
+        if (self.task == "regression") != (self.output.classes is None):
+            raise ValueError(
+                f"a {self.task} model's output {'has no' if self.task == 'regression' else 'needs'} classes"
+            )
+        if self.task == "binary" and (self.output.threshold is None or len(self.output.classes or ()) != 2):
+            raise ValueError("a binary model's output needs two classes and a threshold")
+        return self
+
+
+def parse_metadata(data: bytes) -> dict[str, Any]:
+    """``metadata.json``'s content, checked against :class:`Metadata`.
+
+    Raises:
+        BundleError: naming the first field that does not fit, and why.
+    """
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{METADATA}: not JSON: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{METADATA}: not a version-{FORMAT_VERSION} bundle")
+    try:
+        Metadata.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "metadata"
+        raise BundleError(f"{METADATA}: {where}: {first['msg']}"[:300]) from None
+    return raw
+
+
 @dataclass(frozen=True)
 class Verified:
     """A bundle whose every file matched its checksum: the metadata and the ONNX model's bytes."""
@@ -105,7 +200,8 @@ def verify(folder: str | os.PathLike[str]) -> Verified:
 
     In order: the folder exists; no file has an unsafe format; ``SHA256SUMS`` lists exactly the
     files present; each file's sha256 matches; ``metadata.json`` is a bundle of this format whose
-    own file list agrees. Files are read once, so what was checked is what gets loaded.
+    own file list agrees, its fields fit :class:`Metadata` and its version is the model's hash.
+    Files are read once, so what was checked is what gets loaded.
 
     Raises:
         BundleError: naming the first file that fails, and why.
@@ -140,9 +236,13 @@ def verify(folder: str | os.PathLike[str]) -> Verified:
             contents[name] = data
     if METADATA not in contents or MODEL not in contents:
         raise BundleError(f"{METADATA} and {MODEL} must both be listed in {CHECKSUMS}")
-    metadata = json.loads(contents[METADATA])
-    if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{METADATA}: not a version-{FORMAT_VERSION} bundle")
+    metadata = parse_metadata(contents[METADATA])
+    model_hash = version_of(contents[MODEL])
+    if metadata["version"] != model_hash:
+        raise BundleError(
+            f"{METADATA}: version {metadata['version']!r} is not the hash of {MODEL} ({model_hash}):"
+            " the model was replaced"
+        )
     expected_files = {k: v for k, v in listed.items() if k != METADATA}
     if metadata.get("files") != expected_files:
         raise BundleError(f"{METADATA}: its file list disagrees with {CHECKSUMS}")

@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     network = load_model(args.model)
     layers = [onnx_graph.DenseLayer(*weights) for weights in dense_weights(network)]
     onnx_bytes = onnx_graph.build(prep, layers, params.package.name).SerializeToString()
-    meta["version"] = bundle.sha256(onnx_bytes)[:12]
+    meta["version"] = bundle.version_of(onnx_bytes)
     meta["plan"] = features.plan_of(prep).to_dict()
     with io.atomic_path(args.out, directory=True) as folder:  # removed again if the gate fails
         savedmodel.export(network, prep, folder / bundle.SAVED_MODEL)

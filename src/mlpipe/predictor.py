@@ -104,9 +104,15 @@ class Predictor:
         session = ort.InferenceSession(verified.model, options, providers=["CPUExecutionProvider"])
         inputs = verified.metadata["inputs"]
         self._schema = Schema.from_metadata(inputs)
-        expected = {i.name for i in session.get_inputs()}
-        if expected != set(inputs):
+        reads = {i.name: i.type for i in session.get_inputs()}
+        if set(reads) != set(inputs):
             raise bundle.BundleError("the ONNX model's inputs do not match the metadata's input schema")
+        for name, spec in inputs.items():  # a type rewritten in the metadata disagrees with the graph
+            if reads[name] != ("tensor(string)" if spec["type"] == "string" else "tensor(double)"):
+                raise bundle.BundleError(
+                    f"{bundle.METADATA}: input {name!r} is declared {spec['type']},"
+                    f" but {bundle.MODEL} reads {reads[name]}"
+                )
         meta, output = verified.metadata, verified.metadata["output"]
         # What every prediction of this bundle carries, read once (not per call)
         self._labels = (

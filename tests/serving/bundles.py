@@ -9,9 +9,12 @@ from pathlib import Path
 from mlpipe import bundle
 
 
-def refresh_checksums(folder: Path) -> None:
-    """Rewrite SHA256SUMS and metadata's file list as a forger would, so only format checks remain."""
+def refresh_checksums(folder: Path, version: bool = True) -> None:
+    """Rewrite SHA256SUMS and metadata's file list (and, with ``version``, its version id, the
+    model's hash) as a forger would, so only format checks remain."""
     meta = json.loads((folder / "metadata.json").read_text())
+    if version:
+        meta["version"] = bundle.version_of((folder / bundle.MODEL).read_bytes())
     listed = [n for n in bundle.list_files(folder) if n not in ("SHA256SUMS", "metadata.json")]
     meta["files"] = {n: bundle.sha256((folder / n).read_bytes()) for n in listed}
     (folder / "metadata.json").write_text(json.dumps(meta))
@@ -32,8 +35,5 @@ def another_version(source: Path, dest: Path, shift: float) -> Path:
     bias.CopyFrom(numpy_helper.from_array(raised, bias.name))
     data = model.SerializeToString()
     (folder / bundle.MODEL).write_bytes(data)
-    meta = json.loads((folder / bundle.METADATA).read_text())
-    meta["version"] = bundle.sha256(data)[:12]
-    (folder / bundle.METADATA).write_text(json.dumps(meta))
     refresh_checksums(folder)
     return folder

@@ -226,3 +226,62 @@ def test_a_broken_but_consistently_hashed_bundle_is_refused_with_a_reason(
         predictor.load()
     assert predictor.load_error == str(caught.value) and not predictor.ready
     assert "cannot be loaded" in predictor.load_error or name in predictor.load_error
+
+
+def _raise_bias(folder: Path) -> None:
+    from onnx import numpy_helper
+
+    model = onnx.load(folder / bundle.MODEL)
+    bias = [t for t in model.graph.initializer if t.name.startswith("bias_")][-1]
+    raised = numpy_helper.to_array(bias) + np.asarray(10, numpy_helper.to_array(bias).dtype)
+    bias.CopyFrom(numpy_helper.from_array(raised, bias.name))
+    (folder / bundle.MODEL).write_bytes(model.SerializeToString())
+
+
+def _edit_metadata(change):
+    def edit(folder: Path) -> None:
+        meta = json.loads((folder / bundle.METADATA).read_text())
+        change(meta)
+        (folder / bundle.METADATA).write_text(json.dumps(meta))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (_raise_bias, r"version '\w+' is not the hash of model.onnx \(\w+\): the model was replaced"),
+        (_edit_metadata(lambda m: m.update(version="0" * 12)), "is not the hash of model.onnx"),
+        (
+            _edit_metadata(
+                lambda m: m["inputs"].update(age={"type": "string", "categories": ["x"], "unknown": "ignore"})
+            ),
+            "input 'age' is declared string, but model.onnx reads tensor\\(double\\)",
+        ),
+        (_edit_metadata(lambda m: m.pop("inputs")), "metadata.json: inputs: Field required"),
+        (_edit_metadata(lambda m: m["inputs"]["age"].update(type="float")), "metadata.json: inputs.age.type"),
+        (_edit_metadata(lambda m: m["inputs"]["age"].update(min="18")), "metadata.json: inputs.age.min"),
+        (_edit_metadata(lambda m: m["inputs"]["age"].update(min=40)), "min 40.0 is above max 35"),
+        (_edit_metadata(lambda m: m.update(task="binary")), "a binary model's output needs classes"),
+        (_edit_metadata(lambda m: m["output"].pop("target")), "metadata.json: output.target: Field required"),
+    ],
+    ids=[
+        "model-replaced",
+        "version-rewritten",
+        "type-changed",
+        "no-inputs",
+        "bad-type",
+        "text-bound",
+        "bounds",
+        "task",
+        "output",
+    ],
+)
+def test_tampering_that_rewrites_the_checksums_is_refused_with_its_reason(bundle_copy: Path, tamper, reason):
+    tamper(bundle_copy)
+    # as a forger would: every checksum matches again (and the version, but where the test is about it)
+    refresh_checksums(bundle_copy, version="is not the hash" not in reason)
+    predictor = Predictor(bundle_copy)
+    with pytest.raises(BundleError, match=reason):
+        predictor.load()
+    assert not predictor.ready
