@@ -10,7 +10,9 @@ included, in the format ``sha256sum -c`` reads, so flipping any byte of any file
 file that is not listed, and refuses by name the formats whose loading runs code (pickle, joblib,
 HDF5/Keras files), whatever the checksums say. Then the metadata must fit its schema
 (:class:`Metadata`, pydantic) and name as its version the hash of the model it sits next to, so a
-replaced model cannot pass under an old version. It never imports TensorFlow.
+replaced model cannot pass under an old version. Given a trusted public key, it also requires
+``SHA256SUMS.sig`` to be that key's signature of the checksums (:mod:`mlpipe.signing`), which proves
+who built the bundle. It never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ SAVED_MODEL = "saved_model"
 METADATA = "metadata.json"
 CARD = "README.md"
 CHECKSUMS = "SHA256SUMS"
+SIGNATURE = "SHA256SUMS.sig"  # optional: the builder's Ed25519 signature of SHA256SUMS (mlpipe.signing)
 FORMAT_VERSION = 1
 # Formats whose loaders can run code or are not part of a bundle: refused by name, never opened.
 UNSAFE_SUFFIXES = frozenset(
@@ -71,8 +74,12 @@ def list_files(folder: Path) -> list[str]:
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
-    """File -> sha256 of every file under ``folder`` except ``SHA256SUMS``."""
-    return {name: sha256(Path(folder, name).read_bytes()) for name in list_files(folder) if name != CHECKSUMS}
+    """File -> sha256 of every file under ``folder`` except ``SHA256SUMS`` and its signature."""
+    return {
+        name: sha256(Path(folder, name).read_bytes())
+        for name in list_files(folder)
+        if name not in (CHECKSUMS, SIGNATURE)
+    }
 
 
 def format_checksums(hashes: dict[str, str]) -> str:
@@ -195,8 +202,9 @@ class Verified:
     model: bytes
 
 
-def verify(folder: str | os.PathLike[str]) -> Verified:
-    """Check a bundle before anything in it is loaded.
+def verify(folder: str | os.PathLike[str], trusted_key: Any = None) -> Verified:
+    """Check a bundle before anything in it is loaded; with ``trusted_key`` (an Ed25519 public key),
+    first that the bundle is signed by it.
 
     In order: the folder exists; no file has an unsafe format; ``SHA256SUMS`` lists exactly the
     files present; each file's sha256 matches; ``metadata.json`` is a bundle of this format whose
@@ -217,12 +225,15 @@ def verify(folder: str | os.PathLike[str]) -> Verified:
             )
     if CHECKSUMS not in present:
         raise BundleError(f"{CHECKSUMS} is missing: not a bundle written by the package stage")
+    checksums = (root / CHECKSUMS).read_bytes()
+    if trusted_key is not None:
+        check_signature(root, checksums, trusted_key, present)
     try:
-        listed = parse_checksums((root / CHECKSUMS).read_text(encoding="utf-8"))
+        listed = parse_checksums(checksums.decode("utf-8"))
     except UnicodeDecodeError:
         raise BundleError(f"{CHECKSUMS} is not text") from None
     for name in present:
-        if name != CHECKSUMS and name not in listed:
+        if name not in (CHECKSUMS, SIGNATURE) and name not in listed:
             raise BundleError(f"{name}: not in {CHECKSUMS}; refusing an unlisted file")
     contents = {}
     for name, expected in listed.items():
@@ -247,6 +258,22 @@ def verify(folder: str | os.PathLike[str]) -> Verified:
     if metadata.get("files") != expected_files:
         raise BundleError(f"{METADATA}: its file list disagrees with {CHECKSUMS}")
     return Verified(root, metadata, contents[MODEL])
+
+
+def check_signature(root: Path, checksums: bytes, trusted_key: Any, present: list[str]) -> None:
+    """Refuse a bundle that is unsigned, or whose signature is not ``trusted_key``'s of ``checksums``."""
+    from mlpipe import signing
+
+    if SIGNATURE not in present:
+        raise BundleError(f"{SIGNATURE} is missing: the bundle is unsigned, and a trusted key was given")
+    try:
+        line = (root / SIGNATURE).read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise BundleError(f"{SIGNATURE}: malformed (not text)") from None
+    try:
+        signing.check(checksums, line, trusted_key, SIGNATURE)
+    except signing.SignatureError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def check_graph(model: bytes) -> None:

@@ -30,7 +30,7 @@ def _predict(args: argparse.Namespace) -> None:
         _predict_on_cluster(args)
         return
 
-    predictor = Predictor(args.bundle, threads=args.threads).load()
+    predictor = Predictor(args.bundle, threads=args.threads, trusted_key=_trusted_pem(args)).load()
     report = predict_file(
         predictor, args.input, args.output, skip_invalid=args.skip_invalid, chunk_rows=args.chunk_rows
     )
@@ -63,6 +63,7 @@ def _predict_on_cluster(args: argparse.Namespace) -> None:
             skip_invalid=args.skip_invalid,
             chunk_rows=args.chunk_rows,
             threads=args.threads or 1,
+            trusted_key=_trusted_pem(args),
         )
     for report in reports:
         for line in report.problems[:5]:
@@ -104,6 +105,7 @@ def _serve(args: argparse.Namespace) -> None:
         scoring_threads=args.scoring_threads,
         watch=args.watch,
     )
+    trusted = _trusted_pem(args)
     with contextlib.ExitStack() as resources:
         sources = _registry_sources(args, resources)  # arms that follow the registry, fetched
         champion = sources["champion"]() if "champion" in sources else args.bundle
@@ -112,8 +114,8 @@ def _serve(args: argparse.Namespace) -> None:
             resources.enter_context(open(args.log, "a", encoding="utf-8", buffering=1)) if args.log else None
         )
         app = create_app(
-            Predictor(champion, threads=args.threads),
-            Predictor(challenger, threads=args.threads) if challenger else None,
+            Predictor(champion, threads=args.threads, trusted_key=trusted),
+            Predictor(challenger, threads=args.threads, trusted_key=trusted) if challenger else None,
             settings,
             log_file,
             sources=sources,
@@ -149,6 +151,54 @@ def command(commands: Any, name: str, help: str, details: str = "") -> argparse.
     return commands.add_parser(name, help=help, description=description)
 
 
+def _trusted_pem(args: argparse.Namespace) -> bytes | None:
+    """``--trusted-key`` (or ``MLPIPE_TRUSTED_KEY``) as a public key's PEM, checked; None if unset."""
+    if not args.trusted_key:
+        return None
+    from mlpipe import signing
+
+    return signing.public_pem(signing.public_key(args.trusted_key))
+
+
+def add_trusted_key(parser: argparse.ArgumentParser) -> None:
+    from mlpipe.signing import TRUSTED_KEY_ENV, from_env
+
+    parser.add_argument(
+        "--trusted-key",
+        default=from_env(TRUSTED_KEY_ENV),
+        help="an Ed25519 public key (PEM file): refuse a bundle it did not sign"
+        f" (default: ${TRUSTED_KEY_ENV}, if set)",
+    )
+
+
+def _keygen(args: argparse.Namespace) -> None:
+    from mlpipe import signing
+
+    private, public = signing.generate(args.path)
+    key_id = signing.key_id(signing.public_key(public))
+    print(
+        f"mlpipe: wrote {private} (private, mode 0600: keep it out of git; give it to the package stage"
+        f" as ${signing.SIGNING_KEY_ENV}) and {public} (public, key {key_id}: for --trusted-key)",
+        file=sys.stderr,
+    )
+
+
+def add_keygen(commands: Any) -> None:
+    """``mlpipe keygen``: a key pair for signing bundles."""
+    keygen = command(
+        commands,
+        "keygen",
+        "write a new Ed25519 key pair for signing bundles (PATH and PATH.pub)",
+        "The package stage signs a bundle's checksums with the private key when MLPIPE_SIGNING_KEY"
+        " holds its path or text; serve and predict with --trusted-key PATH.pub refuse any bundle it"
+        " did not sign. Existing files are never overwritten.",
+    )
+    keygen.add_argument(
+        "path", help="the private key's file, e.g. ~/.mlpipe/signing.pem (outside the repository)"
+    )
+    keygen.set_defaults(run=_keygen)
+
+
 def add_predict(commands: Any) -> None:
     """``mlpipe predict``: batch scoring."""
     predict = command(
@@ -181,6 +231,7 @@ def add_predict(commands: Any) -> None:
         choices=["csv", "jsonl", "parquet"],
         help="output parts' format on a cluster (default: %(default)s)",
     )
+    add_trusted_key(predict)
     predict.set_defaults(run=_predict)
 
 
@@ -226,6 +277,7 @@ def add_serve(commands: Any) -> None:
         "--watch", action="store_true", help="reload when a bundle folder changes (e.g. after dvc checkout)"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    add_trusted_key(serve)
     serve.set_defaults(run=_serve)
 
 
@@ -428,6 +480,7 @@ def parser() -> argparse.ArgumentParser:
     add_monitor(commands)
     add_replay(commands)
     add_versions(commands)
+    add_keygen(commands)
     return main_parser
 
 

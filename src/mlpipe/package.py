@@ -12,7 +12,8 @@ SavedModel's predictions on the test split differ from the Keras model's by more
 tolerance. The verdict file is written either way; the bundle only when every check passes. The
 lineage comes from :mod:`mlpipe.lineage`, the bundle's README from :mod:`mlpipe.card`, and its
 ``reference.json`` (the training inputs' and test predictions' distributions, for drift) from
-:mod:`mlpipe.reference`.
+:mod:`mlpipe.reference`. With ``MLPIPE_SIGNING_KEY`` set (a PEM key's path or text, from the
+environment only) the bundle's checksums are signed (:mod:`mlpipe.signing`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe import bundle, card, features, gate, io, lineage, onnx_graph, reference
+from mlpipe import bundle, card, features, gate, io, lineage, onnx_graph, reference, signing
 from mlpipe.errors import PipelineError
 from mlpipe.params import ColumnRule, Params, load_params
 from mlpipe.stage import run
@@ -153,17 +154,21 @@ def reference_of(prep: features.Preprocessor, served: Any, splits: Path) -> dict
     return reference.document(inputs, prediction, io.parquet_rows(train), io.parquet_rows(test))
 
 
-def write_bundle(folder: Path, onnx_bytes: bytes, meta: dict[str, Any]) -> None:
+def write_bundle(folder: Path, onnx_bytes: bytes, meta: dict[str, Any], key: Any = None) -> None:
     """The ONNX model, the model card, the metadata and the checksums, next to the SavedModel
-    already in ``folder``; then verify the folder as serving will."""
+    already in ``folder``, and with a signing ``key`` their signature; then verify the folder as
+    serving will (against the key's public half)."""
     (folder / bundle.MODEL).write_bytes(onnx_bytes)
     (folder / bundle.CARD).write_text(card.model_card(meta), encoding="utf-8")
     meta["files"] = bundle.file_hashes(folder)
     metadata = io.dumps_json(meta, sort_keys=False).encode("utf-8")
     (folder / bundle.METADATA).write_bytes(metadata)
     hashes = {**meta["files"], bundle.METADATA: bundle.sha256(metadata)}
-    (folder / bundle.CHECKSUMS).write_text(bundle.format_checksums(hashes), encoding="utf-8")
-    bundle.verify(folder)
+    checksums = bundle.format_checksums(hashes).encode("utf-8")
+    (folder / bundle.CHECKSUMS).write_bytes(checksums)
+    if key is not None:
+        (folder / bundle.SIGNATURE).write_text(signing.sign(checksums, key), encoding="ascii")
+    bundle.verify(folder, trusted_key=None if key is None else key.public_key())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -186,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     evaluation = io.read_json(args.evaluation)
     splits, lock_path = Path(args.splits), Path(args.lock)
     rows = {name: io.parquet_rows(splits / f"{name}.parquet") for name in ("train", "val", "test")}
+    configured = signing.from_env(signing.SIGNING_KEY_ENV)
+    key = signing.private_key(configured) if configured else None  # read first: a bad key fails fast
     meta = build_metadata(params, prep, evaluation, rows)
     lock = lineage.read_lock(lock_path)
     meta["lineage"] = lineage.outputs(lock, "package", lock_path)
@@ -215,13 +222,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not meta["gate"]["passed"]:
             raise PipelineError("gate failed, not packaging: " + "; ".join(gate.failures(meta["gate"])))
         io.write_json(folder / reference.FILE, reference_of(prep, served, splits))
-        write_bundle(folder, onnx_bytes, meta)
+        write_bundle(folder, onnx_bytes, meta, key)
     log.info(
-        "packaged %s %s: parity %.2e (ONNX), %.2e (SavedModel), %s",
+        "packaged %s %s: parity %.2e (ONNX), %.2e (SavedModel), %s, %s",
         meta["name"],
         meta["version"],
         parity["onnx"],
         parity["saved_model"],
+        f"signed by key {signing.key_id(key.public_key())}" if key else "unsigned",
         args.out,
     )
 

@@ -41,11 +41,20 @@ class Predictor:
     Args:
         folder: The bundle folder written by the package stage.
         threads: ONNX Runtime's intra-op threads (default: one per core).
+        trusted_key: An Ed25519 public key (or a PEM file's path or text): the bundle must be
+            signed by it (:mod:`mlpipe.signing`); an unsigned one is refused.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(
+        self, folder: str | os.PathLike[str], threads: int | None = None, trusted_key: Any = None
+    ) -> None:
         self.folder = os.fspath(folder)
         self._threads = threads
+        if trusted_key is not None and not hasattr(trusted_key, "verify"):
+            from mlpipe import signing
+
+            trusted_key = signing.public_key(trusted_key)
+        self.trusted_key = trusted_key
         self._lock = threading.Lock()
         self._verified: bundle.Verified | None = None
         self._session: Any = None
@@ -62,7 +71,7 @@ class Predictor:
     def fresh(self, folder: str | os.PathLike[str] | None = None) -> Predictor:
         """A new, unloaded predictor with the same settings, over ``folder`` (default: this one's),
         to load a changed bundle."""
-        return Predictor(self.folder if folder is None else folder, self._threads)
+        return Predictor(self.folder if folder is None else folder, self._threads, self.trusted_key)
 
     @property
     def ready(self) -> bool:
@@ -81,7 +90,7 @@ class Predictor:
                     if self.load_error is not None:
                         raise bundle.BundleError(self.load_error)
                     try:
-                        self._load(bundle.verify(self.folder))
+                        self._load(bundle.verify(self.folder, self.trusted_key))
                     except PipelineError as exc:
                         self.load_error = str(exc)
                         raise

@@ -15,7 +15,9 @@ def refresh_checksums(folder: Path, version: bool = True) -> None:
     meta = json.loads((folder / "metadata.json").read_text())
     if version:
         meta["version"] = bundle.version_of((folder / bundle.MODEL).read_bytes())
-    listed = [n for n in bundle.list_files(folder) if n not in ("SHA256SUMS", "metadata.json")]
+    listed = [
+        n for n in bundle.list_files(folder) if n not in (bundle.CHECKSUMS, bundle.SIGNATURE, bundle.METADATA)
+    ]
     meta["files"] = {n: bundle.sha256((folder / n).read_bytes()) for n in listed}
     (folder / "metadata.json").write_text(json.dumps(meta))
     (folder / "SHA256SUMS").write_text(bundle.checksums_text(folder))

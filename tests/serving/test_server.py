@@ -63,6 +63,16 @@ def serving(*args: str, wait_ready: bool = True) -> Iterator[httpx.Client]:
         process.wait(timeout=10)
 
 
+def settled(client: httpx.Client, within: float = 5.0) -> httpx.Response:
+    """``/ready`` once it no longer says ``loading``, which must be within ``within`` seconds of
+    ``/health`` answering (the time a refused bundle may take to be refused)."""
+    deadline = time.monotonic() + within
+    while (ready := client.get("/ready")).json()["status"] == "loading":
+        assert time.monotonic() < deadline, f"still loading after {within} s"
+        time.sleep(0.05)
+    return ready
+
+
 @pytest.fixture(scope="module")
 def service(built: Path, tmp_path_factory) -> Iterator[tuple[httpx.Client, Path]]:
     log = tmp_path_factory.mktemp("log") / "predictions.jsonl"
@@ -168,9 +178,7 @@ def test_a_tampered_bundle_never_becomes_ready(built: Path, tmp_path: Path, reco
     (folder / "model.onnx").write_bytes(bytes(data))
     with serving("--bundle", str(folder), wait_ready=False) as client:
         assert client.get("/health").status_code == 200
-        deadline = time.monotonic() + 15
-        while client.get("/ready").json()["status"] == "loading" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        settled(client)
         for _ in range(3):
             ready = client.get("/ready")
             assert ready.status_code == 503

@@ -27,7 +27,7 @@ from mlpipe.batch import FORMATS, predict_file
 from mlpipe.errors import PipelineError
 from mlpipe.predictor import Predictor
 
-_loaded: dict[str, Predictor] = {}
+_loaded: dict[tuple[str, bytes | None], Predictor] = {}
 _lock = threading.Lock()
 
 
@@ -65,17 +65,20 @@ class PartReport:
     worker: int  # the worker's process id: which process scored the part
 
 
-def worker_predictor(bundle: str, version: str, threads: int | None) -> Predictor:
-    """The worker process's predictor for ``bundle``: verified and loaded on first use, then reused.
+def worker_predictor(
+    bundle: str, version: str, threads: int | None, trusted_key: bytes | None = None
+) -> Predictor:
+    """The worker process's predictor for ``bundle``: verified (against ``trusted_key``, a public
+    key's PEM, when given) and loaded on first use, then reused.
 
     Raises:
         PipelineError: if the bundle fails verification, or its version is not ``version``.
     """
     with _lock:
-        predictor = _loaded.get(bundle)
+        predictor = _loaded.get((bundle, trusted_key))
         if predictor is None:
-            predictor = Predictor(bundle, threads=threads).load()
-            _loaded[bundle] = predictor
+            predictor = Predictor(bundle, threads=threads, trusted_key=trusted_key).load()
+            _loaded[(bundle, trusted_key)] = predictor
     if predictor.version != version:
         raise PipelineError(
             f"{bundle} on this worker is version {predictor.version}, the client verified {version}"
@@ -91,9 +94,10 @@ def score_part(
     skip_invalid: bool,
     chunk_rows: int,
     threads: int | None,
+    trusted_key: bytes | None = None,
 ) -> PartReport:
     """Score one part on a worker (the task Dask runs)."""
-    predictor = worker_predictor(bundle, version, threads)
+    predictor = worker_predictor(bundle, version, threads, trusted_key)
     report = predict_file(
         predictor, source, target, skip_invalid=skip_invalid, chunk_rows=chunk_rows, progress=False
     )
@@ -136,8 +140,10 @@ def score_parts(
     skip_invalid: bool = False,
     chunk_rows: int = 100_000,
     threads: int | None = 1,
+    trusted_key: bytes | None = None,
 ) -> tuple[list[PartReport], list[tuple[Path, str]]]:
-    """Score every part on the cluster, one task per part.
+    """Score every part on the cluster, one task per part; with ``trusted_key`` (a public key's
+    PEM), here and on every worker only a bundle signed by it.
 
     Returns:
         The reports of the parts that were scored, and ``(part, error)`` for each part that failed.
@@ -149,7 +155,8 @@ def score_parts(
     if kind not in set(FORMATS.values()):
         raise PipelineError(f"output format {kind!r}: use one of {', '.join(sorted(set(FORMATS.values())))}")
     bundle = str(Path(bundle).resolve())
-    version = Predictor(bundle, threads=1).load().version  # verify once here, before any task
+    # verify once here, before any task
+    version = Predictor(bundle, threads=1, trusted_key=trusted_key).load().version
     out = Path(folder).resolve()
     out.mkdir(parents=True, exist_ok=True)
     sources = [str(p.resolve()) for p in parts]
@@ -163,6 +170,7 @@ def score_parts(
             skip_invalid,
             chunk_rows,
             threads,
+            trusted_key,
             pure=False,  # a fresh task each run: Dask must not hand back an earlier run's result
         )
         for source in sources
