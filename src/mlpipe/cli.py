@@ -87,6 +87,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     from mlpipe.predictor import Predictor
     from mlpipe.server import Settings, create_app
+    from mlpipe.serving.connections import Limits
 
     with_challenger = bool(args.challenger or args.challenger_stage)
     if args.challenger and args.challenger_stage:
@@ -97,7 +98,9 @@ def _serve(args: argparse.Namespace) -> None:
         raise PipelineError(
             "--watch reloads a bundle folder; --version/--stage serve a fetched copy (use SIGHUP)"
         )
+    limits = Limits(args.head_timeout, args.body_timeout, args.keep_alive_timeout, args.max_connections)
     settings = Settings(
+        body_timeout=limits.body_timeout,
         challenger_share=args.challenger_share if with_challenger else 0.0,
         route_key=args.route_key,
         max_body_bytes=args.max_body_bytes,
@@ -120,7 +123,14 @@ def _serve(args: argparse.Namespace) -> None:
             log_file,
             sources=sources,
         )
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=args.access_log)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=args.access_log,
+            **limits.uvicorn(),
+        )
 
 
 def _registry_sources(args: argparse.Namespace, resources: contextlib.ExitStack) -> dict[str, Any]:
@@ -237,6 +247,8 @@ def add_predict(commands: Any) -> None:
 
 def add_serve(commands: Any) -> None:
     """``mlpipe serve``: the HTTP service."""
+    from mlpipe.serving.connections import Limits
+
     serve = command(
         commands,
         "serve",
@@ -275,6 +287,30 @@ def add_serve(commands: Any) -> None:
     )
     serve.add_argument(
         "--watch", action="store_true", help="reload when a bundle folder changes (e.g. after dvc checkout)"
+    )
+    serve.add_argument(
+        "--head-timeout",
+        type=float,
+        default=Limits.head_timeout,
+        help="seconds for a request's line and headers, then 408 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds for a request's body, then 408 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=Limits.keep_alive_timeout,
+        help="seconds an idle connection stays open (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=Limits.max_connections,
+        help="open connections served at once; more get 503 (default: %(default)s)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     add_trusted_key(serve)

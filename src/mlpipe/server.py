@@ -23,7 +23,9 @@ Bundles load in a background thread after start-up, so ``/health`` answers at on
 never imports TensorFlow. Batches of more than ``INLINE_RECORDS`` records are checked and scored in
 worker threads, at most ``Settings.scoring_threads`` at a time, so a large or invalid batch does not
 hold up the small requests behind it. A log line that cannot be written (e.g. a record nested too
-deep for JSON) is logged without the record; it never fails the request.
+deep for JSON) is logged without the record; it never fails the request. Slow clients are cut off:
+a request's head and body each have a deadline (408), idle connections close, and connections past
+a limit get 503 (:mod:`mlpipe.serving.connections`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from fastapi.openapi.utils import get_openapi
 
 from mlpipe.errors import PipelineError
 from mlpipe.predictor import Predictor, RecordError
+from mlpipe.serving.connections import Limits
 from mlpipe.serving.http import (
     Problem,
     field_problems,
@@ -80,6 +83,7 @@ class Settings:
     max_batch: int = MAX_BATCH
     scoring_threads: int = 2  # large batches scored at once, in worker threads
     watch: bool = False  # reload the bundles when a file in their folders changes
+    body_timeout: float = Limits.body_timeout  # seconds for a request's whole body (then 408)
 
 
 class Service:
@@ -259,7 +263,7 @@ class Service:
         start = time.perf_counter()
         try:
             limit = self.settings.max_body_bytes
-            body = await read_body(request, limit)
+            body = await read_body(request, limit, self.settings.body_timeout)
             records, single = parse_records(body, limit, self.settings.max_batch)
             self.require_ready()
             if len(records) <= INLINE_RECORDS:
@@ -297,6 +301,7 @@ class Service:
 
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body is not JSON"},
+    408: {"description": "the body did not arrive in time"},
     413: {"description": "the body or the batch is too large"},
     422: {"description": "a record does not match the schema; names the row and field"},
     503: {"description": "the bundles are not loaded"},

@@ -358,3 +358,43 @@ def test_watch_swaps_after_a_checkout_and_refuses_a_broken_bundle_while_the_old_
 
 def bundle_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def read_until_closed(sock: socket.socket, within: float) -> tuple[bytes, float]:
+    """What the server sends before it closes ``sock``, and how long that took."""
+    sock.settimeout(within)
+    start, received = time.monotonic(), b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received, time.monotonic() - start
+
+
+def test_slow_clients_are_timed_out_and_connections_past_the_limit_get_503(built: Path, record: dict):
+    limits = ["--head-timeout", "1", "--body-timeout", "1", "--max-connections", "20"]
+    with serving("--bundle", str(built / "bundle"), *limits) as client:
+        port = client.base_url.port
+        address = ("127.0.0.1", port)
+        heads = [socket.create_connection(address) for _ in range(5)]
+        for sock in heads:  # a request line and half the headers, never finished
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        short = socket.create_connection(address)  # a Content-Length the body never reaches
+        short.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        short.sendall(b'Content-Length: 1000\r\n\r\n{"age": 2')
+        assert client.post("/predict", json=record).status_code == 200  # others are answered meanwhile
+        for sock in heads:
+            received, took = read_until_closed(sock, within=10)
+            assert received.startswith(b"HTTP/1.1 408") and took < 5
+        received, _ = read_until_closed(short, within=10)
+        assert received.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in received
+
+        idle = [socket.create_connection(address) for _ in range(25)]  # past the limit of 20
+        try:
+            crowded = httpx.post(f"http://127.0.0.1:{port}/predict", json=record, timeout=10)
+            assert crowded.status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 10
+        while (after := client.post("/predict", json=record)).status_code != 200:
+            assert time.monotonic() < deadline, after.status_code
+            time.sleep(0.1)

@@ -4,6 +4,7 @@ the problems a request is refused with, the prediction log's lines and the OpenA
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,16 +20,25 @@ def json_response(status: int, payload: Any) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None when it is longer than ``limit`` bytes (checked while reading)."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` bytes (checked while reading).
+
+    Raises:
+        Problem: 408 if the whole body has not arrived within ``timeout`` seconds (a slow client,
+            or a Content-Length larger than what is sent).
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            return None
+    try:
+        async with asyncio.timeout(timeout):
+            async for part in request.stream():
+                body += part
+                if len(body) > limit:
+                    return None
+    except TimeoutError:
+        raise Problem(408, f"the request body did not arrive within {timeout:g} s") from None
     return bytes(body)
 
 
