@@ -487,6 +487,20 @@ def add_versions(commands: Any) -> None:
     gc.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc gc, after --")
     gc.set_defaults(run=versions.gc)
 
+    fsck = repo_command(
+        commands,
+        "fsck",
+        help="re-hash every DVC cache object the locks name; exit 1 naming each bad or missing one",
+        pipeline=False,
+    )
+    fsck.add_argument("--all-tags", action="store_true", help="also every registered version's locks")
+    fsck.add_argument(
+        "--repair",
+        action="store_true",
+        help="move bad objects aside, dvc fetch them again, restore spoilt workspace copies",
+    )
+    fsck.set_defaults(run=versions.fsck)
+
     retrain = repo_command(
         commands, "retrain", help="retrain on new data or after an alert; register the result as challenger"
     )

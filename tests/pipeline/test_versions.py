@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import textwrap
 import time
@@ -354,6 +356,69 @@ def test_a_corrupted_object_on_the_remote_fails_the_pull_and_writes_nothing(stor
         assert not (clone / "models" / "package").exists()
     finally:
         s3.client().put_object(Bucket=s3.bucket, Key=key, Body=original)
+
+
+def cache_object(repo: Path, md5: str) -> Path:
+    return repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def bundle_file_md5(repo: Path, rev: str, name: str) -> str:
+    """The md5 of one file of the bundle that ``rev``'s lock records (from the cached listing)."""
+    lock = yaml.safe_load(sh(repo, "git", "show", f"{rev}:dvc.lock").stdout)
+    listing = next(o["md5"] for o in lock["stages"]["package"]["outs"] if o["path"] == "models/package")
+    return next(
+        e["md5"] for e in json.loads(cache_object(repo, listing).read_bytes()) if e["relpath"] == name
+    )
+
+
+def flip_in_place(path: Path) -> bytes:
+    """Flip one byte of a cache object keeping its size and mtime (what DVC's state trusts); the original."""
+    original, before = path.read_bytes(), path.stat()
+    path.chmod(0o644)
+    data = bytearray(original)
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    path.chmod(before.st_mode)
+    return original
+
+
+def test_fsck_finds_objects_dvc_trusts_and_repairs_them_from_the_remote(story):
+    repo = story["repo"]
+    onnx = cache_object(repo, bundle_file_md5(repo, "HEAD", "model.onnx"))
+    original = flip_in_place(onnx)
+    preprocessor = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["preprocess"]["outs"]
+    gone = cache_object(repo, next(o["md5"] for o in preprocessor if o["path"] == "models/preprocessor.json"))
+    gone.unlink()
+    shutil.rmtree(repo / "models" / "package")
+    sh(repo, "dvc", "checkout", "models/package")  # DVC copies the flipped object out as it is
+    assert (repo / "models" / "package" / "model.onnx").read_bytes() != original
+
+    found = sh(repo, "mlpipe", "fsck", check=False)
+    assert found.returncode == 1
+    assert f"models/package/model.onnx (workspace): corrupted in the cache: {onnx}" in found.stderr
+    assert f"models/preprocessor.json (workspace): missing from the cache: {gone}" in found.stderr
+    assert "models/package/model.onnx (workspace): differs from dvc.lock" in found.stderr
+    assert "3 damaged or missing objects (mlpipe fsck --repair fetches them again)" in found.stderr
+
+    repaired = sh(repo, "mlpipe", "fsck", "--repair")
+    assert "0 problems" in repaired.stderr
+    assert onnx.read_bytes() == original and gone.is_file()
+    assert (repo / "models" / "package" / "model.onnx").read_bytes() == original
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""
+
+    # v1's own objects: the README's `mlpipe gc -- -w` removed them here, the remote holds them
+    missing = sh(repo, "mlpipe", "fsck", "--all-tags", check=False)
+    assert missing.returncode == 1 and f"({NAME}@v1.0.0): missing from the cache" in missing.stderr
+    sh(repo, "mlpipe", "fsck", "--all-tags", "--repair")
+    old = cache_object(repo, bundle_file_md5(repo, f"{NAME}@v1.0.0", "model.onnx"))
+    assert old != onnx
+    original = flip_in_place(old)  # named by v1 only: found with --all-tags, by that version
+    assert sh(repo, "mlpipe", "fsck").returncode == 0
+    tagged = sh(repo, "mlpipe", "fsck", "--all-tags", check=False)
+    assert tagged.returncode == 1 and f"({NAME}@v1.0.0): corrupted in the cache: {old}" in tagged.stderr
+    sh(repo, "mlpipe", "fsck", "--all-tags", "--repair")
+    assert old.read_bytes() == original
 
 
 def test_a_sweep_is_checked_queued_run_ranked_and_the_best_registered(story, tmp_path):

@@ -1,5 +1,5 @@
 """The ``mlpipe`` commands on versions and experiments (``register``, ``promote``, ``rollback``,
-``compare``, ``fetch``, ``gc``, ``retrain``, ``sweep``): each reads its parsed arguments, calls the
+``compare``, ``fetch``, ``gc``, ``fsck``, ``retrain``, ``sweep``): each reads its parsed arguments, calls the
 registry and prints the outcome; :mod:`mlpipe.cli` declares their options. The libraries load on first use.
 """
 
@@ -76,6 +76,28 @@ def gc(args: argparse.Namespace) -> None:
     from mlpipe.versions import registry
 
     registry.gc(Path(args.repo).resolve(), [a for a in args.dvc_args if a != "--"], remote=args.remote)
+
+
+def fsck(args: argparse.Namespace) -> None:
+    from mlpipe.versions import fsck as checker
+    from mlpipe.versions import repository
+
+    report = checker.scan(args.repo, args.all_tags)
+    for damage in report.damage:
+        print(f"mlpipe: fsck: {damage.line()}", file=sys.stderr)
+    if report.damage and args.repair:
+        print(f"mlpipe: fsck: repairing {len(report.damage)} problems from the remote", file=sys.stderr)
+        report = checker.repair(args.repo, report, args.all_tags)
+        for damage in report.damage:
+            print(f"mlpipe: fsck: still: {damage.line()}", file=sys.stderr)
+    print(
+        f"mlpipe: fsck: {report.objects} cache objects and {report.files} workspace files hashed,"
+        f" {len(report.damage)} problems",
+        file=sys.stderr,
+    )
+    if report.damage:
+        hint = "" if args.repair else " (mlpipe fsck --repair fetches them again)"
+        raise repository.RegistryError(f"{len(report.damage)} damaged or missing objects{hint}")
 
 
 def retrain(args: argparse.Namespace) -> None:
