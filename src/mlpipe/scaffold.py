@@ -286,6 +286,9 @@ def pipeline_yaml(name: str, root: Path, data_dep: str | None, task: str) -> str
     deps[:] = [d for d in deps if d.startswith("../../src/")]
     if data_dep is not None:
         deps.insert(0, data_dep)
+    else:  # DVC cannot track a database: read the table on every repro (what follows re-runs only
+        # if the snapshot's bytes changed)
+        pipeline["stages"]["ingest"]["always_changed"] = True
     artifact = next(iter(pipeline["artifacts"].values()))
     pipeline["artifacts"] = {name: {**artifact, "desc": f"{name} model", "labels": [task]}}
     if task == "regression":
@@ -295,6 +298,12 @@ def pipeline_yaml(name: str, root: Path, data_dep: str | None, task: str) -> str
     header = (
         f"# pipelines/{name}: the engine's stages (as pipelines/dropout), written by `mlpipe init`.\n"
         f"# Run from the repository root: dvc repro pipelines/{name}/dvc.yaml\n"
+        + (
+            ""
+            if data_dep
+            else "# ingest is always_changed: DVC cannot see a database change, so each repro reads the\n"
+            "# table again, and the stages after it re-run only when the snapshot's bytes differ.\n"
+        )
     )
     return header + text
 

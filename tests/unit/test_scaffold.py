@@ -88,3 +88,32 @@ def test_a_target_with_more_classes_than_max_levels_is_refused(project):
     with pytest.raises(PipelineError, match="data/elsewhere.csv: file not found"):
         scaffold.init("churn", "data/elsewhere.csv", "churned", root=project)
     assert not (project / "pipelines" / "churn").exists()
+
+
+def test_a_database_table_is_read_with_its_query_and_named_in_ingest(project):
+    import sqlalchemy
+
+    database = project / "data" / "customers.db"
+    url = f"sqlite:///{database}"
+    frame = pd.read_parquet(project / "data" / "customers.parquet").drop(columns=["signup", "member"])
+    frame.to_sql("customers", sqlalchemy.create_engine(url), index=False)
+    with pytest.raises(PipelineError, match="a database URL needs --query"):
+        scaffold.init("churn", url, "churned", root=project)
+    assert not (project / "pipelines" / "churn").exists()
+
+    query = "SELECT * FROM customers WHERE visits >= 0"
+    folder = scaffold.init("churn", url, "churned", query=query, root=project)
+    params = load_params(folder / "params.yaml")
+    assert (params.ingest.url, params.ingest.query) == (url, query)
+    prep = params.preprocess
+    assert (prep.task, prep.ids, prep.numeric, prep.categorical) == (
+        "binary",
+        ["customerId"],
+        ["paid", "visits"],
+        ["plan"],
+    )
+    assert params.validate.columns["plan"].nullable  # NULL in the database, as None in the file
+    assert f"from {url} (--query)" in (folder / "params.yaml").read_text()
+    ingest = yaml.safe_load((folder / "dvc.yaml").read_text())["stages"]["ingest"]
+    assert not any("customers" in str(dep) for dep in ingest.get("deps", []))  # no file for DVC to track
+    assert ingest["always_changed"] is True  # so each repro reads the table again
