@@ -7,11 +7,15 @@ repro, a no-op repro, targeted re-runs, forced re-runs, an experiment and a metr
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
 import yaml
-from tests.pipeline.repo import OTHER_HOST, make_repo, sh, stages_run
+from tests.pipeline.repo import OTHER_HOST, make_repo, sh, stages_run, user_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -119,15 +123,42 @@ def test_editing_a_module_reruns_only_the_stages_that_import_it(repo):
             path.write_text(original)
 
 
-def test_forced_repro_gives_the_committed_lock(repo):
+def killed_while_packaging(repo) -> list[str]:
+    """``dvc repro --force --single-item package`` killed with SIGKILL (stage and DVC alike) once the
+    stage has started writing its bundle; the temporary folders it left."""
+    process = subprocess.Popen(
+        ["dvc", "repro", "--force", "--single-item", "package"],
+        cwd=repo,
+        env=user_env(repo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not list((repo / "models").glob(".package.*")):
+        assert process.poll() is None and time.monotonic() < deadline, "package ended before it was killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return sorted(p.name for p in (repo / "models").glob(".package.*"))
+
+
+def test_forced_repro_after_a_kill_gives_the_committed_lock(repo):
     # Two runs of every stage, each in a fresh process as DVC runs it (the first repro, committed,
     # and a forced one): the bundle (ONNX, SavedModel, metadata) is byte-stable, and the lock's md5
-    # of models/package proves it.
+    # of models/package proves it. Before the forced run, a package stage killed mid-bundle leaves
+    # its temporary folder: git ignores it, and the next run of the stage removes it.
     committed = (repo / "dvc.lock").read_text()
     assert "path: models/package" in committed
+    assert killed_while_packaging(repo)
+    # DVC removed the stage's outputs before running it (the verdict shows as deleted); the
+    # temporary folder does not show
+    assert sh(repo, "git", "status", "--porcelain").stdout.split("\n")[:-1] == [" D metrics/package.json"]
     forced = sh(repo, "dvc", "repro", "--force")
     assert len(stages_run(forced.stdout)) == 7
     assert (repo / "dvc.lock").read_text() == committed
+    assert not list((repo / "models").glob(".package.*"))
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""
 
 
 def test_misspelt_set_param_fails_loudly(repo):

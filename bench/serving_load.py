@@ -1,0 +1,194 @@
+"""Load benchmark of ``mlpipe serve`` with its own asyncio HTTP/1.1 client (no httpx: the client's
+own cost is a few raw socket calls, so what is measured is the server).
+
+Run by hand after ``make repro`` (not in CI): ``python bench/serving_load.py``. Starts the server on
+a free 127.0.0.1 port over the workspace bundle and measures, in one run:
+
+1. 10,000 single-record requests from 32 concurrent keep-alive connections: throughput, p50/p99,
+   errors (any status but 200, or a dropped connection);
+2. batches of 100 records from 8 connections: records/s, p50/p99, errors;
+3. single requests from 8 connections while another connection keeps posting an invalid batch of
+   10,000 records: the singles' p50/p99 and the invalid batch's answer time.
+
+The records are rows of the test split, sent as JSON. The client runs on the same cores as the
+server, as on the issue's machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from machine import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: POST a body, read the status and body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+        self.reader, self.writer, self.port = reader, writer, port
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, port)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def load(port: int, bodies: list[bytes], connections: int, total: int) -> dict[str, float]:
+    """``total`` requests spread over ``connections``, each sending one after another."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(total))
+
+    async def client() -> None:
+        nonlocal errors
+        connection = await Connection.open(port)
+        try:
+            for i in counter:
+                start = time.perf_counter()
+                try:
+                    status, _ = await connection.post("/predict", bodies[i % len(bodies)])
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    errors += 1
+                    connection = await Connection.open(port)
+                    continue
+                latencies.append(time.perf_counter() - start)
+                errors += status != 200
+        finally:
+            await connection.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    p50, p99 = np.percentile(np.array(latencies) * 1e3, [50, 99])
+    return {"requests/s": total / elapsed, "p50 ms": p50, "p99 ms": p99, "errors": errors, "seconds": elapsed}
+
+
+async def during_invalid(port: int, bodies: list[bytes], connections: int, total: int) -> dict[str, float]:
+    """Singles while one connection keeps posting an invalid batch of 10,000 records."""
+    invalid = json.dumps([{}] * 10_000).encode()
+    stop, answered = asyncio.Event(), []
+
+    async def flood() -> None:
+        connection = await Connection.open(port)
+        while not stop.is_set():
+            start = time.perf_counter()
+            status, _ = await connection.post("/predict", invalid)
+            answered.append(time.perf_counter() - start)
+            assert status == 422, status
+        await connection.close()
+
+    flooding = asyncio.create_task(flood())
+    await asyncio.sleep(0.5)
+    result = await load(port, bodies, connections, total)
+    stop.set()
+    await flooding
+    return {**result, "invalid batches": len(answered), "invalid batch s": float(np.median(answered))}
+
+
+def start_server(port: int, extra: list[str]) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlpipe.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--bundle",
+            "models/package",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if sock.recv(100).startswith(b"HTTP/1.1 200"):
+                    return server
+        except OSError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000, help="single-record requests")
+    parser.add_argument("serve_args", nargs=argparse.REMAINDER, help="more mlpipe serve arguments, after --")
+    args = parser.parse_args()
+    test = pd.read_parquet(ROOT / "data" / "processed" / "test.parquet")
+    records = json.loads(test.head(1000).to_json(orient="records"))
+    singles = [json.dumps(r).encode() for r in records]
+    batches = [json.dumps(records[i : i + 100]).encode() for i in range(0, 1000, 100)]
+    print(describe(), f"load {os.getloadavg()[0]:.2f}")
+    port = free_port()
+    server = start_server(port, [a for a in args.serve_args if a != "--"])
+    try:
+        asyncio.run(load(port, singles, 32, 1000))  # warm up
+        one = asyncio.run(load(port, singles, 32, args.requests))
+        many = asyncio.run(load(port, batches, 8, 500))
+        busy = asyncio.run(during_invalid(port, singles, 8, 2000))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(
+        f"singles, 32 connections: {one['requests/s']:,.0f} req/s, p50 {one['p50 ms']:.1f} ms,"
+        f" p99 {one['p99 ms']:.1f} ms, {one['errors']:.0f} errors in {args.requests:,}"
+    )
+    print(
+        f"batches of 100, 8 connections: {many['requests/s'] * 100:,.0f} records/s,"
+        f" p50 {many['p50 ms']:.1f} ms, p99 {many['p99 ms']:.1f} ms, {many['errors']:.0f} errors in 500"
+    )
+    print(
+        f"singles, 8 connections, during invalid batches of 10,000: p50 {busy['p50 ms']:.1f} ms,"
+        f" p99 {busy['p99 ms']:.1f} ms, {busy['errors']:.0f} errors; {busy['invalid batches']:.0f} invalid"
+        f" batches answered, {busy['invalid batch s']:.2f} s each"
+    )
+    print(f"load {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
