@@ -120,6 +120,7 @@ class InputSpec(_Strict):
     max: float | None = None
     categories: list[str] | None = None
     unknown: Literal["error", "ignore"] | None = None
+    allowed: list[str] | None = None  # the data contract's levels, where unseen ones are ignored
     fill: float | str | None = None
 
     @model_validator(mode="after")
@@ -127,7 +128,7 @@ class InputSpec(_Strict):
         text = self.type == "string"
         if text and (self.categories is None or self.unknown is None):
             raise ValueError("a string input needs its categories and its unknown policy")
-        if not text and (self.categories is not None or self.unknown is not None):
+        if not text and (self.categories is not None or self.unknown is not None or self.allowed is not None):
             raise ValueError("a number input has no categories")
         if text and (self.min is not None or self.max is not None):
             raise ValueError("a string input has no range")

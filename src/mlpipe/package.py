@@ -38,6 +38,8 @@ def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> d
     """The bundle's input contract: each raw column's type, range or categories.
 
     Ranges come from the validate stage's data contract; categories are the levels seen in training;
+    ``allowed`` is the contract's list of levels for a column whose unseen levels are ignored (a
+    level the contract refuses is refused at scoring too, as validate quarantines it in training);
     ``fill`` is what a null becomes (imputation), for columns the contract lets be null.
     """
     schema: dict[str, dict[str, Any]] = {}
@@ -49,6 +51,8 @@ def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> d
                 "categories": prep.categories[column],
                 "unknown": prep.unknown_category,
             }
+            if prep.unknown_category == "ignore" and rule is not None and rule.allowed is not None:
+                entry["allowed"] = [str(level) for level in rule.allowed]
         elif column in prep.cyclical:
             entry = {
                 "type": "string",

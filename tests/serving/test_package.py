@@ -68,6 +68,8 @@ def test_input_schema_takes_ranges_from_the_contract_and_levels_from_training(bu
     assert schema["estimated_base_time"] == {"type": "number", "min": 0.05, "max": 24.0}
     assert schema["subject"]["categories"] == prep.categories["subject"]
     assert schema["subject"]["unknown"] == "ignore"
+    assert schema["subject"]["allowed"] == params.validate.columns["subject"].allowed  # refused beyond it
+    assert "allowed" not in schema["time_of_day"]  # its categories refuse any other level already
     assert schema["time_of_day"]["unknown"] == "error"  # a cyclical level needs a position
 
 

@@ -142,13 +142,23 @@ def test_a_missing_field_and_a_non_object_are_named(predictor: Predictor, record
         predictor.predict_records([[1, 2]])
 
 
-def test_unknown_category_follows_the_bundle_policy(predictor: Predictor, record: dict):
-    # policy "ignore" for subject: an unseen level encodes as no level (every indicator 0), like in
-    # training, so any two unseen levels predict the same, and differently from a seen one
-    assert predictor.metadata["inputs"]["subject"]["unknown"] == "ignore"
-    unseen = [predictor.predict_one({**record, "subject": level}) for level in ("astronomy", "zoology")]
+def test_unknown_category_follows_the_bundle_policy(predictor: Predictor, bundle_copy: Path, record: dict):
+    # policy "ignore" for subject, within the data contract's allowed levels: a level outside
+    # them is refused at scoring, as validate quarantines it in training
+    spec = predictor.metadata["inputs"]["subject"]
+    assert spec["unknown"] == "ignore" and "astronomy" not in spec["allowed"]
+    with pytest.raises(RecordError, match="field 'subject': 'astronomy' is not allowed \\(the data contract"):
+        predictor.predict_one({**record, "subject": "astronomy"})
+    # with no allowed list in the contract, an unseen level encodes as no level (every indicator 0),
+    # like in training, so any two unseen levels predict the same, and differently from a seen one
+    meta = json.loads((bundle_copy / bundle.METADATA).read_text())
+    del meta["inputs"]["subject"]["allowed"]
+    (bundle_copy / bundle.METADATA).write_text(json.dumps(meta))
+    refresh_checksums(bundle_copy)
+    open_contract = Predictor(bundle_copy)
+    unseen = [open_contract.predict_one({**record, "subject": level}) for level in ("astronomy", "zoology")]
     assert unseen[0] == unseen[1]
-    assert unseen[0] != predictor.predict_one(record)
+    assert unseen[0] != open_contract.predict_one(record)
 
 
 def test_records_frames_and_single_records_agree(predictor: Predictor, test_frame: pd.DataFrame):

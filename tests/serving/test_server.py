@@ -10,12 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from tests.serving.bundles import another_version
 
@@ -398,3 +401,129 @@ def test_slow_clients_are_timed_out_and_connections_past_the_limit_get_503(built
         while (after := client.post("/predict", json=record)).status_code != 200:
             assert time.monotonic() < deadline, after.status_code
             time.sleep(0.1)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def valid_values(spec: dict) -> st.SearchStrategy:
+    """A value the OpenAPI property allows, its edges included."""
+    if spec["type"] == "string":
+        levels = spec.get("enum") or []
+        return (
+            st.sampled_from(levels)
+            if levels
+            else st.sampled_from(spec.get("examples", [])) | st.text(max_size=12)
+        )
+    low, high = spec.get("minimum", -1e6), spec.get("maximum", 1e6)
+    if spec["type"] == "integer":
+        return st.integers(int(low), int(high))
+    return st.floats(low, high) | st.just(low) | st.just(high)
+
+
+def wrong_values(spec: dict) -> st.SearchStrategy:
+    """Just past the edges, a level the bundle never saw, or any JSON value at all."""
+    low, high = spec.get("minimum", -1e6), spec.get("maximum", 1e6)
+    near = st.sampled_from([low - 1, high + 1, 1e308, -1e308, -0.0, "", "1", True])
+    return near | JSON_VALUES
+
+
+def records_from(schema: dict) -> st.SearchStrategy:
+    """Valid records, valid records with a few fields made wrong, missing or extra, and any JSON."""
+    properties = schema["properties"]
+    valid = st.fixed_dictionaries({name: valid_values(spec) for name, spec in properties.items()})
+
+    @st.composite
+    def mutated(draw) -> dict:
+        record = draw(valid)
+        for name in draw(st.lists(st.sampled_from(sorted(properties)), min_size=1, max_size=3, unique=True)):
+            action = draw(st.sampled_from(["wrong", "missing", "extra"]))
+            if action == "wrong":
+                record[name] = draw(wrong_values(properties[name]))
+            elif action == "missing":
+                record.pop(name)
+            else:
+                record[f"{name}_extra"] = draw(JSON_VALUES)
+        return record
+
+    return valid | mutated() | JSON_VALUES
+
+
+def test_fuzzed_predict_requests_never_get_a_500(service):
+    """Requests generated from the service's own OpenAPI record schema (valid, edge and wrong
+    values, missing and extra fields, any JSON in any place, single and batch): every answer is 200
+    or a 4xx naming the problem, never a 500, and the service stays up."""
+    client, _ = service
+    openapi = client.get("/openapi.json").json()
+    schema = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    record = records_from(schema["oneOf"][0])
+    seen: Counter = Counter()
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(record, st.lists(record, min_size=0, max_size=5)))
+    def answered(payload):
+        response = client.post(
+            "/predict", content=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+        )
+        seen[response.status_code] += 1
+        assert response.status_code in (200, 400, 413, 422), (payload, response.status_code, response.text)
+        if response.status_code == 422:
+            assert response.json()["detail"], response.text
+
+    answered()
+    assert seen[200] > 0 and seen[422] > 0, seen  # the fuzz reached both sides of the schema
+    assert client.get("/health").status_code == 200
+
+
+def corpus(record: dict) -> list[tuple[str, bytes, set[int]]]:
+    """Malformed bodies, each class the probing found or tried, and the statuses each may get."""
+    good = json.dumps(record)
+    strict = '"time_of_day"'
+    return [
+        ("empty body", b"", {400}),
+        ("whitespace", b"  \n ", {400}),
+        ("null", b"null", {422}),
+        ("a number", b"3", {422}),
+        ("empty batch", b"[]", {422}),
+        ("not UTF-8", b'{"age": "\xff\xfe"}', {400}),
+        ("UTF-16", good.encode("utf-16"), {400}),
+        ("NaN literal", good.replace('"age": ', '"age": NaN, "x": ', 1).encode(), {400}),
+        ("1e400", good.replace('"age": ', '"age": 1e400, "x": ', 1).encode(), {400, 422}),
+        (
+            "a 100-digit integer",
+            good.replace('"age": ', '"age": ' + "9" * 100 + ', "x": ', 1).encode(),
+            {400, 422},
+        ),
+        (
+            "NUL in a level",
+            good.replace(strict + ": ", strict + ': "morning\\u0000", "y": ', 1).encode(),
+            {422},
+        ),
+        (
+            "a lone surrogate",
+            good.replace(strict + ": ", strict + ': "\\ud800", "y": ', 1).encode(),
+            {400, 422},
+        ),
+        ("duplicate keys", good.replace("{", '{"age": "old", ', 1).encode(), {200, 422}),
+        ("nested 100,000 deep", b"[" * 100_000 + b"]" * 100_000, {400}),
+        ("a deep extra field", (good[:-1] + ', "x": ' + "[" * 1000 + "]" * 1000 + "}").encode(), {200, 400}),
+        ("an array of arrays", f"[[{good}]]".encode(), {422}),
+        ("truncated", good[: len(good) // 2].encode(), {400}),
+    ]
+
+
+def test_the_malformed_request_corpus_gets_4xx_and_never_a_500(service, record: dict):
+    client, _ = service
+    for name, body, allowed in corpus(record):
+        response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+        assert response.status_code in allowed, (name, response.status_code, response.text[:300])
+        assert len(response.content) < 20_000, name
+    assert client.post("/predict", json=record).status_code == 200  # and the service is still fine

@@ -15,8 +15,9 @@ INPUTS = {
     "subject": {"type": "string", "categories": ["maths", "physics"], "unknown": "error"},
     "time": {"type": "string", "categories": ["day", "night"], "unknown": "error", "fill": "day"},
     "style": {"type": "string", "categories": ["visual"], "unknown": "ignore"},
+    "place": {"type": "string", "categories": ["home"], "unknown": "ignore", "allowed": ["home", "cafe"]},
 }
-GOOD = {"age": 20, "hours": 2.0, "subject": "maths", "time": "night", "style": "visual"}
+GOOD = {"age": 20, "hours": 2.0, "subject": "maths", "time": "night", "style": "visual", "place": "home"}
 SCHEMA = Schema.from_metadata(INPUTS)
 
 
@@ -43,6 +44,7 @@ def problems_in(record: dict, copies: int) -> dict[str, set]:
         ({"subject": None}, "subject"),  # not nullable
         ({"subject": ""}, "subject"),  # the empty string is a missing value too
         ({"age": None}, "age"),
+        ({"place": "moon"}, "place"),  # unseen levels are ignored, but not one the contract refuses
     ],
 )
 def test_a_bad_value_is_refused_alike_in_every_shape_and_batch_size(change, field, copies):
@@ -61,9 +63,14 @@ def test_null_and_empty_text_are_accepted_alike_where_the_field_is_nullable(miss
 
 
 def test_an_unknown_category_under_ignore_passes_and_messages_name_the_value():
-    _, errors = SCHEMA.check_records([{**GOOD, "style": "auditory"}, {**GOOD, "subject": "astrology"}])
+    batch = [
+        {**GOOD, "style": "auditory", "place": "cafe"},
+        {**GOOD, "subject": "astrology", "place": "moon"},
+    ]
+    _, errors = SCHEMA.check_records(batch)
     assert [str(e) for e in errors] == [
-        "row 1, field 'subject': unknown category 'astrology' (known: maths, physics)"
+        "row 1, field 'subject': unknown category 'astrology' (known: maths, physics)",
+        "row 1, field 'place': 'moon' is not allowed (the data contract allows: cafe, home)",
     ]
     _, errors = SCHEMA.check_records([{**GOOD, "age": 40}, {**GOOD, "hours": -1.0}, {**GOOD, "age": "20"}])
     assert [str(e) for e in errors] == [

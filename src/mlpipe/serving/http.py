@@ -109,7 +109,9 @@ def record_schema(inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             prop["minimum"] = spec["min"]
         if "max" in spec:
             prop["maximum"] = spec["max"]
-        if spec["type"] == "string":
+        if spec["type"] == "string" and spec.get("allowed") is not None:
+            prop["enum"] = spec["allowed"]  # the contract's levels; unseen ones among them are ignored
+        elif spec["type"] == "string":
             prop["enum" if spec["unknown"] == "error" else "examples"] = spec["categories"]
         properties[name] = prop
     return {"type": "object", "properties": properties, "required": list(inputs)}

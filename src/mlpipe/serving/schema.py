@@ -76,6 +76,7 @@ class Field:
     maximum: float | None = None
     categories: frozenset[str] | None = None  # None: any string is accepted
     nullable: bool = False  # a null is filled by the model (imputation), so it is accepted
+    allowed: frozenset[str] | None = None  # the data contract's levels (unseen ones are ignored)
     numeric: bool = dataclasses.field(init=False)
     json_types: frozenset[type] = dataclasses.field(init=False)  # the Python types of a valid JSON value
 
@@ -94,6 +95,7 @@ class Field:
             spec.get("max"),
             frozenset(spec["categories"]) if strict else None,
             "fill" in spec,
+            frozenset(spec["allowed"]) if not strict and spec.get("allowed") is not None else None,
         )
 
     def shown(self, value: float) -> int | float:
@@ -202,17 +204,21 @@ class Schema:
 
 
 def _check_text(field: Field, column: _Column) -> list[FieldError]:
-    """Unknown categories (where the field refuses them), judged once per distinct value."""
-    if field.categories is None:
+    """Unknown categories (where the field refuses them) and levels the data contract does not
+    allow (where unseen ones are ignored), judged once per distinct value."""
+    levels = field.categories if field.categories is not None else field.allowed
+    if levels is None:
         return []
-    allowed = field.categories | {MISSING_TEXT}  # a missing value was judged by the conversion
     distinct = set(column.values.tolist())
-    unknown = distinct - allowed
+    unknown = distinct - levels - {MISSING_TEXT}  # a missing value was judged by the conversion
     if not unknown:
         return []
-    known = ", ".join(sorted(field.categories))
+    listed = ", ".join(sorted(levels))
+    what = "unknown category {} (known: {})" if field.categories is not None else "{} is not allowed ({})"
+    if field.categories is None:
+        listed = f"the data contract allows: {listed}"
     return [
-        FieldError(row, field.name, f"unknown category {quoted(value)} (known: {known})")
+        FieldError(row, field.name, what.format(quoted(value), listed))
         for row, value in enumerate(column.values.tolist())
         if value in unknown and (column.bad is None or not column.bad[row])
     ]
