@@ -8,7 +8,10 @@ a free 127.0.0.1 port over the workspace bundle and measures, in one run:
    errors (any status but 200, or a dropped connection);
 2. batches of 100 records from 8 connections: records/s, p50/p99, errors;
 3. single requests from 8 connections while another connection keeps posting an invalid batch of
-   10,000 records: the singles' p50/p99 and the invalid batch's answer time.
+   10,000 records: the singles' p50/p99 and the invalid batch's answer time;
+
+each against the server as it starts by default (batches of over 64 records in worker threads) and
+with ``--scoring-processes 2``, in one run (``--rounds N`` alternates them N times).
 
 The records are rows of the test split, sent as JSON. The client runs on the same cores as the
 server, as on the issue's machine.
@@ -154,39 +157,54 @@ def start_server(port: int, extra: list[str]) -> subprocess.Popen:
     raise SystemExit("the server did not become ready")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=10_000, help="single-record requests")
-    parser.add_argument("serve_args", nargs=argparse.REMAINDER, help="more mlpipe serve arguments, after --")
-    args = parser.parse_args()
-    test = pd.read_parquet(ROOT / "data" / "processed" / "test.parquet")
-    records = json.loads(test.head(1000).to_json(orient="records"))
-    singles = [json.dumps(r).encode() for r in records]
-    batches = [json.dumps(records[i : i + 100]).encode() for i in range(0, 1000, 100)]
-    print(describe(), f"load {os.getloadavg()[0]:.2f}")
-    port = free_port()
-    server = start_server(port, [a for a in args.serve_args if a != "--"])
-    try:
-        asyncio.run(load(port, singles, 32, 1000))  # warm up
-        one = asyncio.run(load(port, singles, 32, args.requests))
-        many = asyncio.run(load(port, batches, 8, 500))
-        busy = asyncio.run(during_invalid(port, singles, 8, 2000))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+CONFIGURATIONS = {
+    "large batches in threads (as before)": ["--scoring-processes", "0"],
+    "batches over 1,000 records in 2 scoring processes (now)": [],
+}
+
+
+def measure(port: int, singles: list[bytes], batches: list[bytes], requests: int) -> None:
+    asyncio.run(load(port, singles, 32, 1000))  # warm up
+    one = asyncio.run(load(port, singles, 32, requests))
+    many = asyncio.run(load(port, batches, 8, 500))
+    busy = asyncio.run(during_invalid(port, singles, 8, 2000))
     print(
-        f"singles, 32 connections: {one['requests/s']:,.0f} req/s, p50 {one['p50 ms']:.1f} ms,"
-        f" p99 {one['p99 ms']:.1f} ms, {one['errors']:.0f} errors in {args.requests:,}"
+        f"  singles, 32 connections: {one['requests/s']:,.0f} req/s, p50 {one['p50 ms']:.1f} ms,"
+        f" p99 {one['p99 ms']:.1f} ms, {one['errors']:.0f} errors in {requests:,}"
     )
     print(
-        f"batches of 100, 8 connections: {many['requests/s'] * 100:,.0f} records/s,"
+        f"  batches of 100, 8 connections: {many['requests/s'] * 100:,.0f} records/s,"
         f" p50 {many['p50 ms']:.1f} ms, p99 {many['p99 ms']:.1f} ms, {many['errors']:.0f} errors in 500"
     )
     print(
-        f"singles, 8 connections, during invalid batches of 10,000: p50 {busy['p50 ms']:.1f} ms,"
-        f" p99 {busy['p99 ms']:.1f} ms, {busy['errors']:.0f} errors; {busy['invalid batches']:.0f} invalid"
-        f" batches answered, {busy['invalid batch s']:.2f} s each"
+        f"  singles, 8 connections, during invalid batches of 10,000: p50 {busy['p50 ms']:.1f} ms,"
+        f" p99 {busy['p99 ms']:.1f} ms, {busy['errors']:.0f} errors; {busy['invalid batches']:.0f}"
+        f" invalid batches answered, {busy['invalid batch s']:.2f} s each"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000, help="single-record requests")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="times each configuration is measured, alternating"
+    )
+    args = parser.parse_args()
+    test = pd.read_parquet(ROOT / "data" / "processed" / "test.parquet")
+    records = json.loads(test.head(1000).to_json(orient="records", date_format="iso"))
+    singles = [json.dumps(r).encode() for r in records]
+    batches = [json.dumps(records[i : i + 100]).encode() for i in range(0, 1000, 100)]
+    print(describe(), f"load {os.getloadavg()[0]:.2f}")
+    for _ in range(args.rounds):
+        for label, serve_args in CONFIGURATIONS.items():
+            port = free_port()
+            server = start_server(port, serve_args)
+            print(label)
+            try:
+                measure(port, singles, batches, args.requests)
+            finally:
+                server.terminate()
+                server.wait(timeout=10)
     print(f"load {os.getloadavg()[0]:.2f}")
 
 

@@ -106,6 +106,7 @@ def _serve(args: argparse.Namespace) -> None:
         max_body_bytes=args.max_body_bytes,
         max_batch=args.max_batch,
         scoring_threads=args.scoring_threads,
+        scoring_processes=args.scoring_processes,
         watch=args.watch,
     )
     trusted = _trusted_pem(args)
@@ -284,6 +285,13 @@ def add_serve(commands: Any) -> None:
         type=int,
         default=2,
         help="batches of over 64 records scored at once, off the event loop (default: 2)",
+    )
+    serve.add_argument(
+        "--scoring-processes",
+        type=int,
+        default=2,
+        help="batches of over 1,000 records are scored in these processes, so that their checks never"
+        " slow the small requests (default: %(default)s; 0: in the threads)",
     )
     serve.add_argument(
         "--watch", action="store_true", help="reload when a bundle folder changes (e.g. after dvc checkout)"

@@ -49,7 +49,7 @@ class Predictor:
         self, folder: str | os.PathLike[str], threads: int | None = None, trusted_key: Any = None
     ) -> None:
         self.folder = os.fspath(folder)
-        self._threads = threads
+        self.threads = threads
         if trusted_key is not None and not hasattr(trusted_key, "verify"):
             from mlpipe import signing
 
@@ -71,7 +71,7 @@ class Predictor:
     def fresh(self, folder: str | os.PathLike[str] | None = None) -> Predictor:
         """A new, unloaded predictor with the same settings, over ``folder`` (default: this one's),
         to load a changed bundle."""
-        return Predictor(self.folder if folder is None else folder, self._threads, self.trusted_key)
+        return Predictor(self.folder if folder is None else folder, self.threads, self.trusted_key)
 
     @property
     def ready(self) -> bool:
@@ -107,8 +107,8 @@ class Predictor:
         bundle.check_graph(verified.model)
         options = ort.SessionOptions()
         options.inter_op_num_threads = 1
-        if self._threads:
-            options.intra_op_num_threads = self._threads
+        if self.threads:
+            options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
         session = ort.InferenceSession(verified.model, options, providers=["CPUExecutionProvider"])
         inputs = verified.metadata["inputs"]

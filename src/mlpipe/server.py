@@ -22,10 +22,12 @@ schema), never a 500; a 422 lists at most ``serving.http.MAX_PROBLEMS`` problems
 Bundles load in a background thread after start-up, so ``/health`` answers at once; the predictor
 never imports TensorFlow. Batches of more than ``INLINE_RECORDS`` records are checked and scored in
 worker threads, at most ``Settings.scoring_threads`` at a time, so a large or invalid batch does not
-hold up the small requests behind it. A log line that cannot be written (e.g. a record nested too
-deep for JSON) is logged without the record; it never fails the request. Slow clients are cut off:
-a request's head and body each have a deadline (408), idle connections close, and connections past
-a limit get 503 (:mod:`mlpipe.serving.connections`).
+hold up the small requests behind it; batches of more than ``PROCESS_RECORDS`` go to a pool of
+``Settings.scoring_processes`` scoring processes (:mod:`mlpipe.serving.scoring`), where their
+Python checks do not hold this process's GIL either. A log line that cannot be written (e.g. a
+record nested too deep for JSON) is logged without the record; it never fails the request. Slow
+clients are cut off: a request's head and body each have a deadline (408), idle connections
+close, and connections past a limit get 503 (:mod:`mlpipe.serving.connections`).
 """
 
 from __future__ import annotations
@@ -35,24 +37,29 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
 import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TextIO
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
+from mlpipe import signing
 from mlpipe.errors import PipelineError
-from mlpipe.predictor import Predictor, RecordError
+from mlpipe.predictor import Predictor
+from mlpipe.serving import scoring
 from mlpipe.serving.connections import Limits
 from mlpipe.serving.http import (
     Problem,
-    field_problems,
     json_response,
     log_lines,
     parse_records,
@@ -66,6 +73,7 @@ log = logging.getLogger("mlpipe.serve")
 MAX_BODY_BYTES = 1 << 20
 MAX_BATCH = 10_000
 INLINE_RECORDS = 64  # batches up to this size are scored on the event loop (cheaper than a thread hop)
+PROCESS_RECORDS = 1000  # larger ones go to a scoring process (if any), smaller ones to a thread
 
 
 def challenger_fraction(key: str) -> float:
@@ -82,6 +90,7 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     max_batch: int = MAX_BATCH
     scoring_threads: int = 2  # large batches scored at once, in worker threads
+    scoring_processes: int = 2  # batches over PROCESS_RECORDS are scored in these processes (0: threads)
     watch: bool = False  # reload the bundles when a file in their folders changes
     body_timeout: float = Limits.body_timeout  # seconds for a request's whole body (then 408)
 
@@ -102,6 +111,8 @@ class Service:
             raise PipelineError(f"challenger share must be in [0, 1], got {settings.challenger_share}")
         if settings.scoring_threads < 1:
             raise PipelineError(f"scoring threads must be at least 1, got {settings.scoring_threads}")
+        if settings.scoring_processes < 0:
+            raise PipelineError(f"scoring processes must be 0 or more, got {settings.scoring_processes}")
         self.arms = {"champion": champion, **({"challenger": challenger} if challenger is not None else {})}
         # Where each arm's bundle is (re)loaded from: its folder, or a registry stage's latest fetch
         # (an arm whose stage holds no version yet opens on the reload after it does).
@@ -111,7 +122,8 @@ class Service:
         self.sources.update(sources or {})
         self.settings = settings
         self.prediction_log = prediction_log
-        self.slots = asyncio.Semaphore(settings.scoring_threads)
+        self.slots = asyncio.Semaphore(settings.scoring_processes or settings.scoring_threads)
+        self.pool: ProcessPoolExecutor | None = None  # started by the app's lifespan
         self.metrics = ServiceMetrics()
         self.refused: dict[str, str] = {}  # arm -> why its last reload was refused
         self._loading = threading.Lock()  # one load or reload at a time
@@ -134,6 +146,7 @@ class Service:
                 return
             for arm, predictor in self.arms.items():
                 self.serving(arm, predictor)
+            self.warm_pool()
 
     def serving(self, arm: str, predictor: Predictor) -> None:
         log.info("%s: %s %s from %s", arm, predictor.name, predictor.version, predictor.folder)
@@ -227,16 +240,54 @@ class Service:
             Problem: 422 listing the records' field problems (rows counted in the whole batch).
         """
         arms = self.arms  # this request's models, whatever a reload swaps in meanwhile
-        results: list[dict[str, Any]] = [{}] * len(records)
-        for arm, rows in self.route(records, arms).items():
-            predictor = arms[arm]
-            try:
-                answers = predictor.predict_records([records[i] for i in rows]).answers()
-            except RecordError as exc:
-                raise field_problems(exc.errors, rows) from None
-            for i, answer in zip(rows, answers, strict=True):
-                results[i] = {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
-        return results
+        return scoring.score_records(records, self.route(records, arms), arms)
+
+    async def score_aside(self, records: list[Any], body: bytes) -> list[dict[str, Any]]:
+        """:meth:`score` off the event loop: in a scoring process if there are any, else (or if the
+        process cannot: a bundle folder in the middle of a checkout) in a worker thread."""
+        arms = self.arms
+        groups = self.route(records, arms)
+        if self.pool is None or len(records) <= PROCESS_RECORDS:
+            return await asyncio.to_thread(scoring.score_records, records, groups, arms)
+        bundles = {arm: (arms[arm].folder, arms[arm].version) for arm in groups}
+        try:
+            kind, value = await asyncio.get_running_loop().run_in_executor(
+                self.pool, scoring.score_body, body, groups, bundles, *self.process_settings()
+            )
+        except (scoring.Stale, PipelineError, BrokenProcessPool) as exc:
+            log.warning("scoring in a thread instead of a process: %s", exc or type(exc).__name__)
+            if isinstance(exc, BrokenProcessPool):
+                self.start_pool()
+            return await asyncio.to_thread(scoring.score_records, records, groups, arms)
+        if kind == "refused":
+            detail, extra, fields = value
+            raise Problem(422, detail, fields=fields, **extra)
+        return value
+
+    def process_settings(self) -> tuple[int | None, bytes | None]:
+        """What a scoring process loads a bundle with: the ONNX Runtime threads and trusted key."""
+        champion = self.arms["champion"]
+        key = champion.trusted_key
+        return champion.threads, None if key is None else signing.public_pem(key)
+
+    def start_pool(self) -> None:
+        """(Re)start the scoring processes (none unless ``Settings.scoring_processes``)."""
+        if self.settings.scoring_processes:
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = ProcessPoolExecutor(
+                self.settings.scoring_processes,
+                mp_context=get_context("spawn"),
+                initializer=scoring.follow_parent,
+                initargs=(os.getpid(),),
+            )
+
+    def warm_pool(self) -> None:
+        """Have the scoring processes load the bundles now, not on their first batch."""
+        if self.pool is not None and all(p.ready for p in self.arms.values()):
+            bundles = {arm: (p.folder, p.version) for arm, p in self.arms.items()}
+            for _ in range(self.settings.scoring_processes):
+                self.pool.submit(scoring.warm, bundles, *self.process_settings())
 
     async def health(self) -> Response:
         return json_response(200, {"status": "alive"})
@@ -270,7 +321,7 @@ class Service:
                 results = self.score(records)
             else:
                 async with self.slots:
-                    results = await asyncio.to_thread(self.score, records)
+                    results = await self.score_aside(records, body or b"")
         except Problem as problem:
             self.metrics.refused(problem.status, time.perf_counter() - start, problem.fields)
             return problem.response()
@@ -329,6 +380,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start_pool()
         task = asyncio.create_task(asyncio.to_thread(service.load_all))
         stop = asyncio.Event()
         watching = asyncio.create_task(service.watch(stop)) if service.settings.watch else None
@@ -339,6 +391,8 @@ def create_app(
         await task
         if watching is not None:
             await watching
+        if service.pool is not None:  # wait: uvicorn re-raises SIGTERM after this, ending us at once
+            await asyncio.to_thread(service.pool.shutdown, wait=True, cancel_futures=True)
 
     app = FastAPI(
         title="mlpipe model service",

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from tests.serving.bundles import another_version
 
 from mlpipe.predictor import Predictor
 from mlpipe.server import challenger_fraction
+from mlpipe.serving import scoring
 
 
 def free_port() -> int:
@@ -62,8 +64,14 @@ def serving(*args: str, wait_ready: bool = True) -> Iterator[httpx.Client]:
         yield client
     finally:
         client.close()
+        try:
+            children = psutil.Process(process.pid).children(recursive=True)  # its scoring processes
+        except psutil.NoSuchProcess:
+            children = []
         process.terminate()
         process.wait(timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive, f"the server left {len(alive)} processes behind"
 
 
 def settled(client: httpx.Client, within: float = 5.0) -> httpx.Response:
@@ -222,6 +230,31 @@ def test_huge_invalid_batches_deep_records_and_long_values_get_bounded_answers(
 
         many = client.post("/predict", json=[record] * 500)  # a valid batch off the event loop
         assert many.status_code == 200 and len(many.json()["predictions"]) == 500
+        large = client.post("/predict", json=[record] * 1500)  # in a scoring process
+        assert large.status_code == 200
+        assert {p["prediction"] for p in large.json()["predictions"]} == {deep.json()["prediction"]}
+        rejected = samples(client)[sample("mlpipe_schema_rejections_total", field=inputs[0])]
+        assert rejected == 10_000  # counted from the scoring process's problems, every one
+
+
+def test_a_scoring_process_scores_as_the_server_and_refuses_a_folder_holding_another_version(
+    built: Path, bundle_copy: Path, record: dict
+):
+    predictor = Predictor(built / "bundle").load()
+    records = [record, {**record, "age": 30}, {**record, "age": "old"}]
+    body, groups = json.dumps(records[:2]).encode(), {"champion": [0, 1]}
+    bundles = {"champion": (str(built / "bundle"), predictor.version)}
+    kind, results = scoring.score_body(body, groups, bundles, 1, None)
+    assert kind == "scored" and results == scoring.score_records(records[:2], groups, {"champion": predictor})
+    kind, (detail, _, fields) = scoring.score_body(
+        json.dumps(records).encode(), {"champion": [0, 1, 2]}, bundles, 1, None
+    )
+    assert kind == "refused" and detail == [
+        {"row": 2, "field": "age", "message": "must be a number, got str"}
+    ]
+    assert fields == {"age": 1}
+    with pytest.raises(scoring.Stale, match=f"holds {predictor.version}, the server serves 000000000000"):
+        scoring.loaded(str(bundle_copy), "000000000000", 1, None)
 
 
 def samples(client: httpx.Client) -> dict[tuple[str, frozenset], float]:

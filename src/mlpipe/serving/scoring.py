@@ -1,0 +1,104 @@
+"""Scoring a request's records on its arms, in the server's process or in a scoring process.
+
+:func:`score_records` is the one scoring path: each arm's rows through its predictor, every answer
+naming the model, version and arm, a schema problem as a 422. The server calls it in its event loop
+(small batches), in a worker thread, or, with scoring processes, through :func:`score_body` in a
+process of a pool: there a batch's Python checks do not hold the server's GIL, so a large invalid
+batch cannot slow the small requests beside it. A scoring process loads each bundle once (verified,
+against the trusted key if one is given) and is told the version to use with every batch: a
+folder that holds another version by then (a checkout under way) is refused with
+:class:`Stale`, and the server scores that batch in a thread on the model it already has.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from mlpipe.predictor import Predictor, RecordError
+from mlpipe.serving.http import Problem, field_problems
+
+_loaded: dict[tuple[str, bytes | None], Predictor] = {}
+_lock = threading.Lock()
+
+
+class Stale(Exception):
+    """The bundle folder holds another version than the one the server serves."""
+
+
+def score_records(
+    records: list[Any], groups: Mapping[str, list[int]], arms: Mapping[str, Predictor]
+) -> list[dict[str, Any]]:
+    """Each record's answer; ``groups`` maps each arm to the rows it answers.
+
+    Raises:
+        Problem: 422 listing the records' field problems (rows counted in the whole batch).
+    """
+    results: list[dict[str, Any]] = [{}] * len(records)
+    for arm, rows in groups.items():
+        predictor = arms[arm]
+        try:
+            answers = predictor.predict_records([records[i] for i in rows]).answers()
+        except RecordError as exc:
+            raise field_problems(exc.errors, rows) from None
+        for i, answer in zip(rows, answers, strict=True):
+            results[i] = {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
+    return results
+
+
+def loaded(folder: str, version: str, threads: int | None, trusted_key: bytes | None) -> Predictor:
+    """This process's predictor of ``folder``, loaded once; :class:`Stale` if it is not ``version``."""
+    with _lock:
+        predictor = _loaded.get((folder, trusted_key))
+        if predictor is None or predictor.version != version:
+            predictor = Predictor(folder, threads=threads, trusted_key=trusted_key).load()
+            _loaded[(folder, trusted_key)] = predictor
+    if predictor.version != version:
+        raise Stale(f"{folder} holds {predictor.version}, the server serves {version}")
+    return predictor
+
+
+def score_body(
+    body: bytes,
+    groups: dict[str, list[int]],
+    bundles: dict[str, tuple[str, str]],
+    threads: int | None,
+    trusted_key: bytes | None,
+) -> tuple[str, Any]:
+    """:func:`score_records` in a scoring process, on the request body as it came (parsing it again
+    costs less than sending the records). ``bundles`` maps each arm to its folder and version.
+
+    Returns:
+        ``("scored", results)``, or ``("refused", (detail, extra, field counts))`` for a 422.
+    """
+    payload = orjson.loads(body)
+    records = [payload] if isinstance(payload, dict) else payload
+    arms = {arm: loaded(folder, version, threads, trusted_key) for arm, (folder, version) in bundles.items()}
+    try:
+        return "scored", score_records(records, groups, arms)
+    except Problem as problem:
+        return "refused", (problem.detail, problem.extra, Counter(problem.fields))
+
+
+def follow_parent(parent: int) -> None:
+    """A scoring process's initializer: exit when the server is gone (even killed with SIGKILL, when
+    the pool cannot say so), checked each second."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
+def warm(bundles: dict[str, tuple[str, str]], threads: int | None, trusted_key: bytes | None) -> None:
+    """Load the bundles in a scoring process ahead of its first batch."""
+    for folder, version in bundles.values():
+        loaded(folder, version, threads, trusted_key)
