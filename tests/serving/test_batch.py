@@ -81,6 +81,17 @@ def test_bad_rows_are_reported_by_line_and_nothing_is_written(built, test_frame,
     assert not target.exists() and list(tmp_path.iterdir()) == [source]
 
 
+def test_a_null_text_in_a_number_column_is_named_as_such(built, test_frame, tmp_path, capsys):
+    source = tmp_path / "na.csv"
+    test_frame.head(3).astype({"age": "object"}).assign(age=["24", "n/a", "25"]).to_csv(source, index=False)
+    assert (
+        main(["predict", "--bundle", str(built / "bundle"), str(source), "-o", str(tmp_path / "o.csv")]) == 1
+    )
+    assert "line 3, field 'age': missing value (an empty cell, a null, or a null text such as NA, n/a" in (
+        capsys.readouterr().err
+    )
+
+
 def test_skip_invalid_scores_the_rest(built, test_frame, tmp_path, capsys):
     source = bad_csv(test_frame, tmp_path / "bad.csv")
     target = tmp_path / "out.csv"

@@ -182,7 +182,7 @@ def test_frame_checks_report_every_bad_row(predictor: Predictor, test_frame: pd.
     _, errors = predictor.check_frame(frame)
     assert [(e.row, e.field, e.message) for e in errors] == [
         (1, "age", "not a number: 'abc'"),
-        (3, "subject", "missing value"),
+        (3, "subject", "missing value (an empty cell, a null, or a null text such as NA, n/a or NULL)"),
         (4, "energy_level", "9 is above the maximum 5"),
     ]
     with pytest.raises(RecordError, match="all rows, field 'breaks_taken': missing column"):

@@ -26,6 +26,8 @@ from mlpipe.errors import PipelineError
 from mlpipe.plan import MISSING_TEXT
 
 MAX_REPORTED = 20
+# A frame's null may have been a CSV cell's null text (mlpipe.io.CSV_NULLS): the message says so.
+MISSING_IN_FRAME = "missing value (an empty cell, a null, or a null text such as NA, n/a or NULL)"
 _ABSENT = object()  # a field the record does not have
 
 
@@ -297,6 +299,6 @@ def _missing_checked(
 ) -> _Column:
     bad = np.zeros(len(values), dtype=bool) if bad is None else bad.copy()
     if not field.nullable and missing.any():
-        problems = problems + [(int(i), "missing value") for i in np.flatnonzero(missing)]
+        problems = problems + [(int(i), MISSING_IN_FRAME) for i in np.flatnonzero(missing)]
         bad |= missing
     return _Column(values, problems, bad)
