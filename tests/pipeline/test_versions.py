@@ -15,7 +15,8 @@ answers 200, then is stopped; what it served is checked afterwards. ``mlpipe gc`
 
 The tests after it use that repository for what the README does not walk through: a colleague's
 clone pulls v1 of both pipelines from S3 bit for bit; register refuses a tree HEAD did not build
-and a failed gate; promote refuses a regression; fetch refuses a folder in use; gc is refused
+and a failed gate; promote refuses a regression; fetch refuses a folder in use; ``mlpipe fsck``
+finds cache objects DVC trusts (flipped in place, deleted, v1's) and repairs them; gc is refused
 while a version is unpushed; a corrupted object on the remote fails the pull and writes nothing;
 and a sweep runs through the DVC queue.
 """
@@ -298,66 +299,6 @@ def test_fetch_refuses_a_folder_in_use_before_downloading(story, tmp_path):
     assert sh(repo, "git", "rev-parse", "HEAD").stdout == head
 
 
-def test_gc_is_refused_while_a_version_is_unpushed(story):
-    repo = story["repo"]
-    # A second pipeline whose output this clone never built: dvc.lock names it, no cache or remote
-    # holds it. gc cannot lose it and no push can send it, so it must not block gc.
-    other = repo / "pipelines" / "other"
-    other.mkdir(parents=True)
-    (other / "dvc.yaml").write_text(
-        "stages:\n  other:\n    cmd: python -c \"open('out.txt', 'w').write('elsewhere')\"\n"
-        "    outs: [out.txt]\n"
-    )
-    sh(repo, "dvc", "repro", "pipelines/other/dvc.yaml")
-    out_md5 = yaml.safe_load((other / "dvc.lock").read_text())["stages"]["other"]["outs"][0]["md5"]
-    (repo / ".dvc" / "cache" / "files" / "md5" / out_md5[:2] / out_md5[2:]).unlink()
-    (other / "out.txt").unlink()
-    set_params(repo, evaluate={"linear_alpha": 3.0})  # a new bundle: metadata records the params
-    sh(repo, "dvc", "repro", "dvc.yaml")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "model v3")
-    sh(repo, "mlpipe", "register", "--version", "v3.0.0")
-    refused = sh(repo, "mlpipe", "gc", "--", "-w", "-f", check=False)
-    assert refused.returncode == 1
-    assert f"refusing `dvc gc`: registered versions have data that is not on the remote ({NAME}@v3.0.0:" in (
-        refused.stderr
-    )
-    assert "models/package" in refused.stderr and "out.txt" not in refused.stderr
-    sh(repo, "dvc", "push", "dvc.yaml")
-    sh(repo, "mlpipe", "gc", "--", "-w", "-f")
-    sh(repo, "git", "rm", "-rq", "pipelines/other")
-    sh(repo, "git", "commit", "-qm", "the other pipeline moved away")
-    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
-
-
-def test_a_corrupted_object_on_the_remote_fails_the_pull_and_writes_nothing(story, tmp_path):
-    repo, s3 = story["repo"], story["s3"]
-    lock = yaml.safe_load(sh(repo, "git", "show", f"{NAME}@v1.0.0:dvc.lock").stdout)
-    entries = {o["path"]: o["md5"] for o in lock["stages"]["package"]["outs"]}
-    listing = json.loads(
-        s3.client()
-        .get_object(
-            Bucket=s3.bucket,
-            Key=f"{PREFIX}/files/md5/{entries['models/package'][:2]}/{entries['models/package'][2:]}",
-        )["Body"]
-        .read()
-    )
-    onnx_md5 = next(e["md5"] for e in listing if e["relpath"] == "model.onnx")
-    key = f"{PREFIX}/files/md5/{onnx_md5[:2]}/{onnx_md5[2:]}"
-    original = s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()
-    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"not the model")
-    try:
-        clone = tmp_path / "project"
-        sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
-        sh(clone, "git", "checkout", "-q", f"{NAME}@v1.0.0")
-        use_remote(clone, s3)
-        pulled = sh(clone, "dvc", "pull", "models/package", check=False)
-        assert pulled.returncode != 0
-        assert not (clone / "models" / "package").exists()
-    finally:
-        s3.client().put_object(Bucket=s3.bucket, Key=key, Body=original)
-
-
 def cache_object(repo: Path, md5: str) -> Path:
     return repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
 
@@ -419,6 +360,66 @@ def test_fsck_finds_objects_dvc_trusts_and_repairs_them_from_the_remote(story):
     assert tagged.returncode == 1 and f"({NAME}@v1.0.0): corrupted in the cache: {old}" in tagged.stderr
     sh(repo, "mlpipe", "fsck", "--all-tags", "--repair")
     assert old.read_bytes() == original
+
+
+def test_gc_is_refused_while_a_version_is_unpushed(story):
+    repo = story["repo"]
+    # A second pipeline whose output this clone never built: dvc.lock names it, no cache or remote
+    # holds it. gc cannot lose it and no push can send it, so it must not block gc.
+    other = repo / "pipelines" / "other"
+    other.mkdir(parents=True)
+    (other / "dvc.yaml").write_text(
+        "stages:\n  other:\n    cmd: python -c \"open('out.txt', 'w').write('elsewhere')\"\n"
+        "    outs: [out.txt]\n"
+    )
+    sh(repo, "dvc", "repro", "pipelines/other/dvc.yaml")
+    out_md5 = yaml.safe_load((other / "dvc.lock").read_text())["stages"]["other"]["outs"][0]["md5"]
+    (repo / ".dvc" / "cache" / "files" / "md5" / out_md5[:2] / out_md5[2:]).unlink()
+    (other / "out.txt").unlink()
+    set_params(repo, evaluate={"linear_alpha": 3.0})  # a new bundle: metadata records the params
+    sh(repo, "dvc", "repro", "dvc.yaml")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "model v3")
+    sh(repo, "mlpipe", "register", "--version", "v3.0.0")
+    refused = sh(repo, "mlpipe", "gc", "--", "-w", "-f", check=False)
+    assert refused.returncode == 1
+    assert f"refusing `dvc gc`: registered versions have data that is not on the remote ({NAME}@v3.0.0:" in (
+        refused.stderr
+    )
+    assert "models/package" in refused.stderr and "out.txt" not in refused.stderr
+    sh(repo, "dvc", "push", "dvc.yaml")
+    sh(repo, "mlpipe", "gc", "--", "-w", "-f")
+    sh(repo, "git", "rm", "-rq", "pipelines/other")
+    sh(repo, "git", "commit", "-qm", "the other pipeline moved away")
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
+
+
+def test_a_corrupted_object_on_the_remote_fails_the_pull_and_writes_nothing(story, tmp_path):
+    repo, s3 = story["repo"], story["s3"]
+    lock = yaml.safe_load(sh(repo, "git", "show", f"{NAME}@v1.0.0:dvc.lock").stdout)
+    entries = {o["path"]: o["md5"] for o in lock["stages"]["package"]["outs"]}
+    listing = json.loads(
+        s3.client()
+        .get_object(
+            Bucket=s3.bucket,
+            Key=f"{PREFIX}/files/md5/{entries['models/package'][:2]}/{entries['models/package'][2:]}",
+        )["Body"]
+        .read()
+    )
+    onnx_md5 = next(e["md5"] for e in listing if e["relpath"] == "model.onnx")
+    key = f"{PREFIX}/files/md5/{onnx_md5[:2]}/{onnx_md5[2:]}"
+    original = s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"not the model")
+    try:
+        clone = tmp_path / "project"
+        sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+        sh(clone, "git", "checkout", "-q", f"{NAME}@v1.0.0")
+        use_remote(clone, s3)
+        pulled = sh(clone, "dvc", "pull", "models/package", check=False)
+        assert pulled.returncode != 0
+        assert not (clone / "models" / "package").exists()
+    finally:
+        s3.client().put_object(Bucket=s3.bucket, Key=key, Body=original)
 
 
 def test_a_sweep_is_checked_queued_run_ranked_and_the_best_registered(story, tmp_path):
