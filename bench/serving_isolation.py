@@ -2,7 +2,8 @@
 
 Run by hand after ``make repro`` (not in CI): ``python bench/serving_isolation.py``. Starts the
 server on a free 127.0.0.1 port over the workspace bundle twice, side by side in one run: as it
-is (batches over ``INLINE_RECORDS`` checked and scored in worker threads, 422s capped) and with
+is (batches over ``INLINE_RECORDS`` checked and scored in worker threads, and past 1,000 records
+in scoring processes; 422s capped) and with
 everything on the event loop (``INLINE_RECORDS`` raised past any batch: the server before the
 change). Against each it measures single-record requests from 4 concurrent keep-alive clients,
 alone and while another client keeps posting batches of 10,000 ``{}`` records, and prints p50/p99
@@ -15,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+import server_process
 from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,41 +33,9 @@ SERVE = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(inline: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            SERVE,
-            str(inline),
-            "serve",
-            "--port",
-            str(port),
-            "--bundle",
-            "models/package",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready").status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the server did not become ready")
+    server, port = server_process.start(python=("-c", SERVE, str(inline)))
+    return server, f"http://127.0.0.1:{port}"
 
 
 async def singles(url: str, clients: int, per_client: int) -> list[float]:
@@ -119,7 +87,7 @@ async def measure(url: str) -> dict[str, str]:
 
 def main() -> None:
     print(describe(), f"load {os.getloadavg()[0]:.2f}")
-    for label, inline in (("worker threads (now)", 64), ("all on the event loop", 10**9)):
+    for label, inline in (("off the loop (now)", 64), ("all on the event loop", 10**9)):
         server, url = start(inline)
         try:
             result = asyncio.run(measure(url))

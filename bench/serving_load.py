@@ -23,23 +23,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import server_process
 from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Connection:
@@ -126,37 +118,6 @@ async def during_invalid(port: int, bodies: list[bytes], connections: int, total
     return {**result, "invalid batches": len(answered), "invalid batch s": float(np.median(answered))}
 
 
-def start_server(port: int, extra: list[str]) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlpipe.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--bundle",
-            "models/package",
-            *extra,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if sock.recv(100).startswith(b"HTTP/1.1 200"):
-                    return server
-        except OSError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the server did not become ready")
-
-
 CONFIGURATIONS = {
     "large batches in threads (as before)": ["--scoring-processes", "0"],
     "batches over 1,000 records in 2 scoring processes (now)": [],
@@ -197,8 +158,7 @@ def main() -> None:
     print(describe(), f"load {os.getloadavg()[0]:.2f}")
     for _ in range(args.rounds):
         for label, serve_args in CONFIGURATIONS.items():
-            port = free_port()
-            server = start_server(port, serve_args)
+            server, port = server_process.start(serve_args)
             print(label)
             try:
                 measure(port, singles, batches, args.requests)
