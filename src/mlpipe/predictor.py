@@ -219,3 +219,37 @@ class Predictor:
             )
         values = output.astype(np.float64)
         return Prediction(values.reshape(-1) if values.shape[1] == 1 else values, *self._labels)
+
+
+class StaleBundle(PipelineError):
+    """A bundle folder that holds another version than the one a task was told to use."""
+
+    def __init__(self, folder: str, found: str, wanted: str) -> None:
+        super().__init__(f"{folder} holds {found}, not {wanted}")
+        self.folder, self.found, self.wanted = folder, found, wanted
+
+
+_shared: dict[tuple[str, bytes | None], Predictor] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(
+    folder: str, version: str, threads: int | None = None, trusted_key: bytes | None = None
+) -> Predictor:
+    """This process's predictor of ``folder``, verified (against ``trusted_key``, a public key's
+    PEM) and loaded once, then reused: for worker processes that are told with each task which
+    version to score with (Dask workers, the server's scoring processes). A folder whose version
+    changed is loaded again.
+
+    Raises:
+        StaleBundle: if the folder holds another version than ``version``.
+        mlpipe.bundle.BundleError: if it fails verification.
+    """
+    with _shared_lock:
+        predictor = _shared.get((folder, trusted_key))
+        if predictor is None or predictor.version != version:
+            predictor = Predictor(folder, threads=threads, trusted_key=trusted_key).load()
+            _shared[(folder, trusted_key)] = predictor
+    if predictor.version != version:
+        raise StaleBundle(folder, predictor.version, version)
+    return predictor

@@ -254,7 +254,7 @@ class Service:
             kind, value = await asyncio.get_running_loop().run_in_executor(
                 self.pool, scoring.score_body, body, groups, bundles, *self.process_settings()
             )
-        except (scoring.Stale, PipelineError, BrokenProcessPool) as exc:
+        except (PipelineError, BrokenProcessPool) as exc:  # StaleBundle, BundleError
             log.warning("scoring in a thread instead of a process: %s", exc or type(exc).__name__)
             if isinstance(exc, BrokenProcessPool):
                 self.start_pool()

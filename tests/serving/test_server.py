@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from tests.serving.bundles import another_version
 
-from mlpipe.predictor import Predictor
+from mlpipe.predictor import Predictor, StaleBundle, shared
 from mlpipe.server import challenger_fraction
 from mlpipe.serving import scoring
 
@@ -253,8 +253,8 @@ def test_a_scoring_process_scores_as_the_server_and_refuses_a_folder_holding_ano
         {"row": 2, "field": "age", "message": "must be a number, got str"}
     ]
     assert fields == {"age": 1}
-    with pytest.raises(scoring.Stale, match=f"holds {predictor.version}, the server serves 000000000000"):
-        scoring.loaded(str(bundle_copy), "000000000000", 1, None)
+    with pytest.raises(StaleBundle, match=f"holds {predictor.version}, not 000000000000"):
+        shared(str(bundle_copy), "000000000000", 1, None)
 
 
 def samples(client: httpx.Client) -> dict[tuple[str, frozenset], float]:

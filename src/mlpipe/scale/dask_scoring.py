@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,7 @@ from typing import Any
 
 from mlpipe.batch import FORMATS, predict_file
 from mlpipe.errors import PipelineError
-from mlpipe.predictor import Predictor
-
-_loaded: dict[tuple[str, bytes | None], Predictor] = {}
-_lock = threading.Lock()
+from mlpipe.predictor import Predictor, StaleBundle, shared
 
 
 def input_parts(pattern: str) -> list[Path]:
@@ -74,16 +70,12 @@ def worker_predictor(
     Raises:
         PipelineError: if the bundle fails verification, or its version is not ``version``.
     """
-    with _lock:
-        predictor = _loaded.get((bundle, trusted_key))
-        if predictor is None:
-            predictor = Predictor(bundle, threads=threads, trusted_key=trusted_key).load()
-            _loaded[(bundle, trusted_key)] = predictor
-    if predictor.version != version:
+    try:
+        return shared(bundle, version, threads, trusted_key)
+    except StaleBundle as exc:
         raise PipelineError(
-            f"{bundle} on this worker is version {predictor.version}, the client verified {version}"
-        )
-    return predictor
+            f"{bundle} on this worker is version {exc.found}, the client verified {version}"
+        ) from None
 
 
 def score_part(

@@ -7,7 +7,8 @@ process of a pool: there a batch's Python checks do not hold the server's GIL, s
 batch cannot slow the small requests beside it. A scoring process loads each bundle once (verified,
 against the trusted key if one is given) and is told the version to use with every batch: a
 folder that holds another version by then (a checkout under way) is refused with
-:class:`Stale`, and the server scores that batch in a thread on the model it already has.
+:class:`mlpipe.predictor.StaleBundle` (:func:`mlpipe.predictor.shared`), and the server scores that
+batch in a thread on the model it already has.
 """
 
 from __future__ import annotations
@@ -21,15 +22,8 @@ from typing import Any
 
 import orjson
 
-from mlpipe.predictor import Predictor, RecordError
+from mlpipe.predictor import Predictor, RecordError, shared
 from mlpipe.serving.http import Problem, field_problems
-
-_loaded: dict[tuple[str, bytes | None], Predictor] = {}
-_lock = threading.Lock()
-
-
-class Stale(Exception):
-    """The bundle folder holds another version than the one the server serves."""
 
 
 def score_records(
@@ -52,18 +46,6 @@ def score_records(
     return results
 
 
-def loaded(folder: str, version: str, threads: int | None, trusted_key: bytes | None) -> Predictor:
-    """This process's predictor of ``folder``, loaded once; :class:`Stale` if it is not ``version``."""
-    with _lock:
-        predictor = _loaded.get((folder, trusted_key))
-        if predictor is None or predictor.version != version:
-            predictor = Predictor(folder, threads=threads, trusted_key=trusted_key).load()
-            _loaded[(folder, trusted_key)] = predictor
-    if predictor.version != version:
-        raise Stale(f"{folder} holds {predictor.version}, the server serves {version}")
-    return predictor
-
-
 def score_body(
     body: bytes,
     groups: dict[str, list[int]],
@@ -79,7 +61,7 @@ def score_body(
     """
     payload = orjson.loads(body)
     records = [payload] if isinstance(payload, dict) else payload
-    arms = {arm: loaded(folder, version, threads, trusted_key) for arm, (folder, version) in bundles.items()}
+    arms = {arm: shared(folder, version, threads, trusted_key) for arm, (folder, version) in bundles.items()}
     try:
         return "scored", score_records(records, groups, arms)
     except Problem as problem:
@@ -101,4 +83,4 @@ def follow_parent(parent: int) -> None:
 def warm(bundles: dict[str, tuple[str, str]], threads: int | None, trusted_key: bytes | None) -> None:
     """Load the bundles in a scoring process ahead of its first batch."""
     for folder, version in bundles.values():
-        loaded(folder, version, threads, trusted_key)
+        shared(folder, version, threads, trusted_key)
