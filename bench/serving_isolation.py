@@ -4,10 +4,10 @@ Run by hand after ``make repro`` (not in CI): ``python bench/serving_isolation.p
 server on a free 127.0.0.1 port over the workspace bundle twice, side by side in one run: as it
 is (batches over ``INLINE_RECORDS`` checked and scored in worker threads, and past 1,000 records
 in scoring processes; 422s capped) and with everything on the event loop (``INLINE_RECORDS``
-raised past any batch: the server before the change). Against each it measures single-record requests from 4 concurrent keep-alive clients,
-alone and while another client keeps posting batches of 10,000 ``{}`` records, and prints p50/p99
-of the single requests, the invalid batch's answer time and size. The client runs on the same
-cores as the server.
+raised past any batch: the server before the change). Against each it measures single-record
+requests from 4 concurrent keep-alive clients, alone and while another client keeps posting
+batches of 10,000 ``{}`` records, and prints p50/p99 of the single requests, the invalid batch's
+answer time and size. The client runs on the same cores as the server.
 """
 
 from __future__ import annotations
