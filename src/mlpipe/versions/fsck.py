@@ -44,6 +44,7 @@ class Damage:
     path: str
     revs: tuple[str, ...]
     where: Path
+    output: str = ""  # for a workspace copy: the output it belongs to (what dvc checkout restores)
 
     def line(self) -> str:
         what = {"missing": "missing from the cache", "corrupted": "corrupted in the cache"}
@@ -134,7 +135,7 @@ def scan(root: str | os.PathLike[str], all_tags: bool = False) -> Report:
             if copy.is_file():
                 files += 1
                 if md5_of(copy) != md5:
-                    damage.append(Damage("workspace", name, (WORKSPACE,), copy))
+                    damage.append(Damage("workspace", name, (WORKSPACE,), copy, output=path))
     order = {"corrupted": 0, "missing": 1, "workspace": 2}
     return Report(len(done), files, sorted(damage, key=lambda d: (order[d.kind], d.path)))
 
@@ -156,10 +157,7 @@ def repair(root: str | os.PathLike[str], report: Report, all_tags: bool = False)
         os.replace(damage.where, aside / f"{damage.where.parent.name}{damage.where.name}")
     if corrupted or any(d.kind == "missing" for d in report.damage):
         dvc(root, "fetch", *(["--all-tags"] if all_tags else []))
-    spoilt = sorted({d.path for d in report.damage if d.kind == "workspace"})
+    spoilt = sorted({d.output for d in report.damage if d.kind == "workspace"})
     if spoilt:
-        outputs = sorted(
-            {p for p in references(root, False)[2] if any(s == p or s.startswith(f"{p}/") for s in spoilt)}
-        )
-        dvc(root, "checkout", "--relink", *outputs)
+        dvc(root, "checkout", "--relink", *spoilt)
     return scan(root, all_tags)
