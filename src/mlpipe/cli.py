@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -83,11 +84,44 @@ def _predict_on_cluster(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from mlpipe.serving.connections import Limits
+
+    settings = _serve_settings(args)  # a bad combination of flags stops here, in the one process
+    limits = Limits(args.head_timeout, args.body_timeout, args.keep_alive_timeout, args.max_connections)
+    options = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": args.access_log}
+    if args.workers > 1:
+        from mlpipe.serving import workers
+
+        config = limits.config(f"{__name__}:serve_worker", factory=True, workers=args.workers, **options)
+        workers.run(config, args.argv)
+        return
     import uvicorn
 
-    from mlpipe.predictor import Predictor
-    from mlpipe.server import Settings, create_app
-    from mlpipe.serving.connections import Limits
+    with contextlib.ExitStack() as resources:
+        uvicorn.Server(limits.config(_serve_app(args, settings, resources), **options)).run()
+
+
+def serve_worker() -> Any:
+    """One ``mlpipe serve --workers N`` worker's app (uvicorn's app factory, in the worker process),
+    built from the server's command line as a single process builds it."""
+    import json
+
+    from mlpipe.serving import workers
+
+    args = parser().parse_args(json.loads(os.environ[workers.ARGV]))
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    resources = contextlib.ExitStack()
+    workers.close_at_exit(resources)
+    return _serve_app(args, _serve_settings(args), resources)
+
+
+def _serve_settings(args: argparse.Namespace) -> Any:
+    """The service's settings from the command line.
+
+    Raises:
+        PipelineError: for flags that do not go together.
+    """
+    from mlpipe.server import Settings
 
     with_challenger = bool(args.challenger or args.challenger_stage)
     if args.challenger and args.challenger_stage:
@@ -98,9 +132,10 @@ def _serve(args: argparse.Namespace) -> None:
         raise PipelineError(
             "--watch reloads a bundle folder; --version/--stage serve a fetched copy (use SIGHUP)"
         )
-    limits = Limits(args.head_timeout, args.body_timeout, args.keep_alive_timeout, args.max_connections)
-    settings = Settings(
-        body_timeout=limits.body_timeout,
+    if args.workers < 1 or args.batch_rows < 0 or args.batch_wait_ms < 0:
+        raise PipelineError("--workers must be at least 1, --batch-rows and --batch-wait-ms at least 0")
+    return Settings(
+        body_timeout=args.body_timeout,
         challenger_share=args.challenger_share if with_challenger else 0.0,
         route_key=args.route_key,
         max_body_bytes=args.max_body_bytes,
@@ -108,30 +143,31 @@ def _serve(args: argparse.Namespace) -> None:
         scoring_threads=args.scoring_threads,
         scoring_processes=args.scoring_processes,
         watch=args.watch,
+        batch_rows=args.batch_rows,
+        batch_wait=args.batch_wait_ms / 1000,
     )
+
+
+def _serve_app(args: argparse.Namespace, settings: Any, resources: contextlib.ExitStack) -> Any:
+    """The service's app: its bundles (folders, or registry stages fetched into ``resources``),
+    the prediction log (appended to, a request's lines in one write) and ``settings``."""
+    from mlpipe.predictor import Predictor
+    from mlpipe.server import create_app
+
     trusted = _trusted_pem(args)
-    with contextlib.ExitStack() as resources:
-        sources = _registry_sources(args, resources)  # arms that follow the registry, fetched
-        champion = sources["champion"]() if "champion" in sources else args.bundle
-        challenger = sources["challenger"]() if "challenger" in sources else args.challenger
-        log_file = (
-            resources.enter_context(open(args.log, "a", encoding="utf-8", buffering=1)) if args.log else None
-        )
-        app = create_app(
-            Predictor(champion, threads=args.threads, trusted_key=trusted),
-            Predictor(challenger, threads=args.threads, trusted_key=trusted) if challenger else None,
-            settings,
-            log_file,
-            sources=sources,
-        )
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            access_log=args.access_log,
-            **limits.uvicorn(),
-        )
+    sources = _registry_sources(args, resources)  # arms that follow the registry, fetched
+    champion = sources["champion"]() if "champion" in sources else args.bundle
+    challenger = sources["challenger"]() if "challenger" in sources else args.challenger
+    log_file = None
+    if args.log:
+        log_file = resources.enter_context(open(args.log, "ab", buffering=0))  # noqa: SIM115
+    return create_app(
+        Predictor(champion, threads=args.threads, trusted_key=trusted),
+        Predictor(challenger, threads=args.threads, trusted_key=trusted) if challenger else None,
+        settings,
+        log_file,
+        sources=sources,
+    )
 
 
 def _registry_sources(args: argparse.Namespace, resources: contextlib.ExitStack) -> dict[str, Any]:
@@ -319,6 +355,27 @@ def add_serve(commands: Any) -> None:
         type=int,
         default=Limits.max_connections,
         help="open connections served at once; more get 503 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on the one port, each verifying and serving the bundles; SIGHUP reaches"
+        " them all and /metrics adds them up (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--batch-rows",
+        type=int,
+        default=256,
+        help="small requests that are ready together are scored in one model call, up to this many"
+        " records (micro-batching; default: %(default)s; 0: each alone)",
+    )
+    serve.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="milliseconds the first request of a batch waits for others (default: %(default)s: only"
+        " those already there)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     add_trusted_key(serve)
@@ -552,7 +609,9 @@ def package_version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.argv = argv  # what `mlpipe serve --workers N` hands its workers
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     try:
         status = args.run(args)  # None, or a command's own exit status (monitor's verdict)

@@ -18,16 +18,19 @@ Champion/challenger: a record goes to the challenger when a stable hash of its r
 ``student_id``) falls under the challenger's share, so the same student always gets the same model;
 every prediction names the model, version and arm that made it, and can be appended to a JSON-lines
 log for monitoring. Malformed input gets a 4xx naming the field (400 bad JSON, 413 too large, 422
-schema), never a 500; a 422 lists at most ``serving.http.MAX_PROBLEMS`` problems and says how many there were.
-Bundles load in a background thread after start-up, so ``/health`` answers at once; the predictor
-never imports TensorFlow. Batches of more than ``INLINE_RECORDS`` records are checked and scored in
-worker threads, at most ``Settings.scoring_threads`` at a time, so a large or invalid batch does not
-hold up the small requests behind it; batches of more than ``PROCESS_RECORDS`` go to a pool of
-``Settings.scoring_processes`` scoring processes (:mod:`mlpipe.serving.scoring`), where their
-Python checks do not hold this process's GIL either. A log line that cannot be written (e.g. a
-record nested too deep for JSON) is logged without the record; it never fails the request. Slow
-clients are cut off: a request's head and body each have a deadline (408), idle connections
-close, and connections past a limit get 503 (:mod:`mlpipe.serving.connections`).
+schema), never a 500; a 422 lists at most ``serving.http.MAX_PROBLEMS`` problems and says how many
+there were. Bundles load in a background thread after start-up, so ``/health`` answers at once; the
+predictor never imports TensorFlow. Small requests (up to ``INLINE_RECORDS`` records) are scored on
+the event loop, those ready together in one model call (micro-batching,
+:mod:`mlpipe.serving.batching`, ``Settings.batch_rows`` and ``batch_wait``). Batches of more than
+``INLINE_RECORDS`` records are checked and scored in worker threads, at most
+``Settings.scoring_threads`` at a time, so a large or invalid batch does not hold up the small
+requests behind it; batches of more than ``PROCESS_RECORDS`` go to a pool of
+``Settings.scoring_processes`` scoring processes (:mod:`mlpipe.serving.scoring`), where their Python
+checks do not hold this process's GIL either. A log line that cannot be written (e.g. a record
+nested too deep for JSON) is logged without the record; it never fails the request. Slow clients are
+cut off: a request's head and body each have a deadline (408), idle connections close, and
+connections past a limit get 503 (:mod:`mlpipe.serving.connections`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
@@ -57,6 +60,7 @@ from mlpipe import signing
 from mlpipe.errors import PipelineError
 from mlpipe.predictor import Predictor
 from mlpipe.serving import scoring
+from mlpipe.serving.batching import Batcher
 from mlpipe.serving.connections import Limits
 from mlpipe.serving.http import (
     Problem,
@@ -92,6 +96,8 @@ class Settings:
     scoring_threads: int = 2  # large batches scored at once, in worker threads
     scoring_processes: int = 2  # batches over PROCESS_RECORDS are scored in these processes (0: threads)
     watch: bool = False  # reload the bundles when a file in their folders changes
+    batch_rows: int = 256  # small requests ready together: one model call for up to this many rows (0: off)
+    batch_wait: float = 0.0  # seconds the first of them waits for more (0: those ready on the next turn)
     body_timeout: float = Limits.body_timeout  # seconds for a request's whole body (then 408)
 
 
@@ -104,7 +110,7 @@ class Service:
         champion: Predictor,
         challenger: Predictor | None,
         settings: Settings,
-        prediction_log: TextIO | None,
+        prediction_log: BinaryIO | None,
         sources: Mapping[str, Callable[[], str | None]] | None = None,
     ) -> None:
         if not 0 <= settings.challenger_share <= 1:
@@ -123,6 +129,7 @@ class Service:
         self.settings = settings
         self.prediction_log = prediction_log
         self.slots = asyncio.Semaphore(settings.scoring_processes or settings.scoring_threads)
+        self.batcher = Batcher(settings.batch_rows, settings.batch_wait) if settings.batch_rows else None
         self.pool: ProcessPoolExecutor | None = None  # started by the app's lifespan
         self.metrics = ServiceMetrics()
         self.refused: dict[str, str] = {}  # arm -> why its last reload was refused
@@ -233,14 +240,18 @@ class Service:
             groups.setdefault(arm, []).append(row)
         return groups
 
-    def score(self, records: list[Any]) -> list[dict[str, Any]]:
-        """Each record's answer, naming the model, version and arm that made it.
+    async def score(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Each record's answer, naming the model, version and arm that made it: on the event loop,
+        together with the other small requests ready now (:class:`Batcher`) unless batching is off.
 
         Raises:
             Problem: 422 listing the records' field problems (rows counted in the whole batch).
         """
         arms = self.arms  # this request's models, whatever a reload swaps in meanwhile
-        return scoring.score_records(records, self.route(records, arms), arms)
+        request = (records, self.route(records, arms), arms)
+        if self.batcher is None:
+            return scoring.score_records(*request)
+        return await self.batcher.score(request)
 
     async def score_aside(self, records: list[Any], body: bytes) -> list[dict[str, Any]]:
         """:meth:`score` off the event loop: in a scoring process if there are any, else (or if the
@@ -318,7 +329,7 @@ class Service:
             records, single = parse_records(body, limit, self.settings.max_batch)
             self.require_ready()
             if len(records) <= INLINE_RECORDS:
-                results = self.score(records)
+                results = await self.score(records)
             else:
                 async with self.slots:
                     results = await self.score_aside(records, body or b"")
@@ -330,7 +341,8 @@ class Service:
         )
         if self.prediction_log is not None:
             now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-            self.prediction_log.write(log_lines(results, records, now))
+            # one write per request: with O_APPEND, workers' lines never interleave
+            self.prediction_log.write(log_lines(results, records, now).encode("utf-8"))
         return json_response(200, results[0] if single else {"predictions": results})
 
     def openapi(self, app: FastAPI) -> dict[str, Any]:
@@ -363,7 +375,7 @@ def create_app(
     champion: Predictor,
     challenger: Predictor | None = None,
     settings: Settings | None = None,
-    prediction_log: TextIO | None = None,
+    prediction_log: BinaryIO | None = None,
     sources: Mapping[str, Callable[[], str | None]] | None = None,
 ) -> FastAPI:
     """The service: ``champion`` answers every request unless ``challenger`` is given and chosen.
@@ -372,7 +384,8 @@ def create_app(
         champion: The production bundle.
         challenger: An optional second bundle, for a share of the routing keys.
         settings: Routing, size limits, scoring threads.
-        prediction_log: An open text file to append one JSON line per prediction to.
+        prediction_log: A file opened to append bytes, unbuffered (``open(path, "ab", buffering=0)``):
+            one JSON line per prediction, a request's lines in one write.
         sources: Arm -> where a reload takes its bundle folder from (default: the folder it
             started with); a registry stage's :class:`mlpipe.versions.following.Following`.
     """

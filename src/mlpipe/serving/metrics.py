@@ -10,20 +10,27 @@
 - ``mlpipe_bundle_info{arm, model, version, folder}``: the bundle each arm serves now.
 - ``mlpipe_bundle_reloads_total{arm, result}``: reloads (SIGHUP, ``--watch``) that ``swapped``,
   found the version ``unchanged``, or were ``refused``.
+
+Under ``mlpipe serve --workers N`` (:mod:`mlpipe.serving.workers`) the values are prometheus-client's
+multiprocess ones, and ``/metrics``, whichever worker answers it, adds up every worker's counts;
+``mlpipe_bundle_info`` is then 1 where any live worker serves the bundle, and 0 for one that a swap
+retired everywhere.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import Counter as PromCounter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
 
 NONE = "none"
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # set for workers (mlpipe.serving.workers.METRICS_DIR)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_FIELD = 64  # longer field names are counted as "(other)": labels stay bounded
 
@@ -55,6 +62,7 @@ class ServiceMetrics:
             "The bundle each arm serves",
             ["arm", "model", "version", "folder"],
             registry=self.registry,
+            multiprocess_mode="livemax",  # with workers: 1 if any live worker serves it
         )
         self.reloads = PromCounter(
             "mlpipe_bundle_reloads", "Bundle reloads by result", ["arm", "result"], registry=self.registry
@@ -80,6 +88,7 @@ class ServiceMetrics:
         """``arm`` serves this bundle now (replacing what it served)."""
         previous = self._serving.get(arm)
         if previous is not None:
+            self.bundles.labels(arm, *previous).set(0)  # what other workers read (multiprocess)
             self.bundles.remove(arm, *previous)
         self._serving[arm] = (model, version, folder)
         self.bundles.labels(arm, model, version, folder).set(1)
@@ -88,4 +97,8 @@ class ServiceMetrics:
         self.reloads.labels(arm, result).inc()
 
     def exposition(self) -> bytes:
+        if os.environ.get(MULTIPROCESS):  # every worker's values, not only this one's
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

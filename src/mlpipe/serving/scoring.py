@@ -8,7 +8,8 @@ batch cannot slow the small requests beside it. A scoring process loads each bun
 against the trusted key if one is given) and is told the version to use with every batch: a
 folder that holds another version by then (a checkout under way) is refused with
 :class:`mlpipe.predictor.StaleBundle` (:func:`mlpipe.predictor.shared`), and the server scores that
-batch in a thread on the model it already has.
+batch in a thread on the model it already has. :func:`score_together` scores several small
+requests in one call per model (the server's micro-batching, :mod:`mlpipe.serving.batching`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -42,8 +43,46 @@ def score_records(
         except RecordError as exc:
             raise field_problems(exc.errors, rows) from None
         for i, answer in zip(rows, answers, strict=True):
-            results[i] = {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
+            results[i] = labelled(answer, predictor, arm)
     return results
+
+
+Request = tuple[list[Any], Mapping[str, list[int]], Mapping[str, Predictor]]  # records, groups, arms
+
+
+def score_together(requests: Sequence[Request]) -> list[list[dict[str, Any]] | Problem]:
+    """:func:`score_records` for several requests at once, with one predictor call per model for
+    all of them (micro-batching: a call's fixed cost is most of a single record's). Each request
+    gets its results or its own 422: if any record is refused, each request is scored alone, so a
+    bad record never fails its neighbours and its rows are counted in its own request.
+    """
+    if len(requests) > 1:
+        together: dict[int, tuple[Predictor, list[tuple[int, str, int]]]] = {}
+        for n, (_, groups, arms) in enumerate(requests):
+            for arm, rows in groups.items():
+                predictor = arms[arm]
+                together.setdefault(id(predictor), (predictor, []))[1].extend((n, arm, i) for i in rows)
+        results: list[list[dict[str, Any]]] = [[{}] * len(records) for records, _, _ in requests]
+        try:
+            for predictor, places in together.values():
+                prediction = predictor.predict_records([requests[n][0][i] for n, _, i in places])
+                for (n, arm, i), answer in zip(places, prediction.answers(), strict=True):
+                    results[n][i] = labelled(answer, predictor, arm)
+            return list(results)
+        except RecordError:
+            pass  # scored alone below, each with its own problems
+    alone: list[list[dict[str, Any]] | Problem] = []
+    for request in requests:
+        try:
+            alone.append(score_records(*request))
+        except Problem as problem:
+            alone.append(problem)
+    return alone
+
+
+def labelled(answer: dict[str, Any], predictor: Predictor, arm: str) -> dict[str, Any]:
+    """An answer naming the model, version and arm that made it."""
+    return {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
 
 
 def score_body(
