@@ -13,7 +13,10 @@ query, with the same reader and the same missing-value rule. Then it writes ``pi
   - a data contract: each column's type, whether it has nulls, its observed range widened by a
     margin, and the levels seen;
   - column roles: ids, numeric, categorical, and the columns left out;
-  - the task, and a gate suited to it.
+  - the task, and a gate suited to it;
+  - training sized to the table's rows (:data:`SIZES`: the net, dropout, the batch and the rate,
+    and the gate's margin against the linear baseline), with an epoch cap that early stopping
+    reaches first.
 
   Each inferred choice carries a comment that says why, so a person can review it.
 
@@ -41,10 +44,49 @@ from mlpipe.errors import PipelineError
 SAMPLE_ROWS = 200_000  # rows read to infer the contract: enough for levels and ranges
 MARGIN = 0.1  # observed ranges are widened by this share of their span (new data varies more)
 TEMPLATE = Path("pipelines") / "dropout"  # the engine's settings and generic stages, copied
-GATES = {  # suited to the task; the margins are relative improvements over each baseline
-    "regression": {"metric": "rmse", "min_improvement": {"mean": 0.1, "linear": -0.05}},
-    "binary": {"metric": "log_loss", "min_improvement": {"majority": 0.1, "linear": -0.05}},
-    "multiclass": {"metric": "log_loss", "min_improvement": {"majority": 0.1, "linear": -0.05}},
+EPOCHS = 1000  # an upper bound only: early stopping (train.patience) decides when training ends
+
+
+@dataclass(frozen=True)
+class Size:
+    """Training settings, and the gate's margin against the linear baseline, for tables of up to
+    ``rows`` rows."""
+
+    rows: float
+    units: tuple[int, ...]
+    dropout: float
+    batch_size: int
+    learning_rate: float
+    linear_margin: float  # package.gate.min_improvement.linear: how much worse than linear may pass
+    why: str
+
+
+SIZES = (  # the first whose rows the table does not pass
+    Size(
+        2_000,
+        (32, 16),
+        0.2,
+        32,
+        0.003,
+        -0.25,
+        "a small net with dropout (few rows to fit, and to overfit), small batches at a faster rate"
+        " (enough steps per epoch)",
+    ),
+    Size(50_000, (64, 32, 16), 0.0, 64, 0.001, -0.05, "the dropout model's net and batches (3,000 rows)"),
+    Size(
+        float("inf"),
+        (128, 64, 32, 16),
+        0.0,
+        256,
+        0.001,
+        -0.05,
+        "the study-time model's net and batches (1-1,000,000 rows, README: Scale)",
+    ),
+)
+GATES = {  # the task's metric and naive baseline; the gate's margins are relative improvements over each
+    "regression": ("rmse", "mean"),
+    "binary": ("log_loss", "majority"),
+    "multiclass": ("log_loss", "majority"),
 }
 
 
@@ -197,6 +239,52 @@ class Table:
     classes: list[Any]  # the target's classes, most frequent first (empty for regression)
 
 
+def sized(rows: int) -> Size:
+    """The training settings for a table of ``rows`` rows."""
+    return next(size for size in SIZES if rows <= size.rows)
+
+
+def train_text(rows: int, template: dict[str, Any]) -> list[str]:
+    """The train section for a table of ``rows`` rows: the template's settings, with the net, batch
+    and rate sized to the table and an epoch cap that early stopping, not the budget, reaches."""
+    size = sized(rows)
+    values = {
+        **template,
+        "units": list(size.units),
+        "dropout": [size.dropout] * len(size.units),
+        "batch_size": size.batch_size,
+        "learning_rate": size.learning_rate,
+        "epochs": EPOCHS,
+    }
+    why = {
+        "units": f"inferred: {rows} rows: {size.why}",
+        "epochs": "an upper bound: early stopping decides (train warns if a model was still improving)",
+    }
+    lines = ["train:"]
+    for name, value in values.items():
+        lines.append(f"  {name}: {flow(value)}" + (f"  # {why[name]}" if name in why else ""))
+    return lines
+
+
+def gate_text(task: str, rows: int) -> list[str]:
+    """The package gate for the task, its margin against the linear baseline sized to the table."""
+    metric, naive = GATES[task]
+    margin = sized(rows).linear_margin
+    why = f"at most {-margin:.0%} worse than the linear one" + (
+        ": a test split this small moves the metric by more than 5% for one row (the card"
+        " names any baseline that beats the model)"
+        if margin < -0.05
+        else ""
+    )
+    return [
+        f"  gate:  # suited to {task} and {rows} rows: beat the naive baseline by 10%, {why}",
+        f"    metric: {metric}",
+        f"    min_improvement: {flow({naive: 0.1, 'linear': margin})}",
+        "    max: {}",
+        "    min: {}",
+    ]
+
+
 def params_text(name: str, table: Table, task: str, columns: list[Column], template: dict) -> str:
     """params.yaml for the pipeline: the template's engine settings and what the data says."""
     target = next(c for c in columns if c.role == "target")
@@ -260,19 +348,18 @@ def params_text(name: str, table: Table, task: str, columns: list[Column], templ
         f"  test_share: {prep['test_share']}",
         f"  unknown_category: {prep['unknown_category']}",
         "",
-        section("train", template["train"]).rstrip(),
+        *train_text(table.rows, template["train"]),
         "",
         section("evaluate", template["evaluate"]).rstrip(),
         "",
         "package:",
         f"  name: {name}",
         f"  description: {flow(f'{target.name} ({task}), from {table.shown}')}",
-        f"  gate:  # suited to {task}: beat the naive baseline by 10%, at most 5% worse than the linear one",
-        *(f"    {k}: {flow(v)}" for k, v in {**GATES[task], "max": {}, "min": {}}.items()),
+        *gate_text(task, table.rows),
         f"    parity_tolerance: {flow(float(template['package']['gate']['parity_tolerance']))}",
         "",
         "registry:",
-        f"  metric: model.{GATES[task]['metric']}",
+        f"  metric: model.{GATES[task][0]}",
         f"  tolerance: {template['registry']['tolerance']}",
         "",
     ]

@@ -117,3 +117,29 @@ def test_a_database_table_is_read_with_its_query_and_named_in_ingest(project):
     ingest = yaml.safe_load((folder / "dvc.yaml").read_text())["stages"]["ingest"]
     assert not any("customers" in str(dep) for dep in ingest.get("deps", []))  # no file for DVC to track
     assert ingest["always_changed"] is True  # so each repro reads the table again
+
+
+@pytest.mark.parametrize(
+    ("rows", "units", "dropout", "batch_size", "linear_margin"),
+    [
+        (300, [32, 16], 0.2, 32, -0.25),
+        (5_000, [64, 32, 16], 0.0, 64, -0.05),
+        (60_000, [128, 64, 32, 16], 0.0, 256, -0.05),
+    ],
+)
+def test_training_and_the_gate_are_sized_to_the_table(
+    tmp_path, rows, units, dropout, batch_size, linear_margin
+):
+    shutil.copytree(ROOT / "pipelines" / "dropout", tmp_path / "pipelines" / "dropout")
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    rng = np.random.default_rng(2)
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"x": rng.normal(size=rows), "y": rng.normal(size=rows)}).to_parquet(
+        tmp_path / "data" / "t.parquet"
+    )
+    params = load_params(scaffold.init("t", "data/t.parquet", "y", root=tmp_path) / "params.yaml")
+    assert (params.train.units, params.train.batch_size) == (units, batch_size)
+    assert params.train.dropout == [dropout] * len(units)
+    assert params.train.epochs == scaffold.EPOCHS  # early stopping, not the budget, ends training
+    assert params.package.gate.min_improvement == {"mean": 0.1, "linear": linear_margin}
+    assert f"inferred: {rows} rows:" in (tmp_path / "pipelines" / "t" / "params.yaml").read_text()
