@@ -10,8 +10,10 @@ a free 127.0.0.1 port over the workspace bundle and measures, in one run:
 3. single requests from 8 connections while another connection keeps posting an invalid batch of
    10,000 records: the singles' p50/p99 and the invalid batch's answer time;
 
-each against the server as it starts by default (batches of over 64 records in worker threads) and
-with ``--scoring-processes 2``, in one run (``--rounds N`` alternates them N times).
+each against three servers, side by side in one run (``--rounds N`` alternates them N times): the
+server as it was before micro-batching (``--before``, a git ref, run from a temporary worktree), and
+today's, as it starts by default (micro-batching of the small requests that are ready together, a
+plain route for ``/predict``) and with ``--workers 2``; then each one's ratio to the one before.
 
 The records are rows of the test split, sent as JSON. The client runs on the same cores as the
 server, as on the issue's machine.
@@ -21,9 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -118,13 +124,31 @@ async def during_invalid(port: int, bodies: list[bytes], connections: int, total
     return {**result, "invalid batches": len(answered), "invalid batch s": float(np.median(answered))}
 
 
-CONFIGURATIONS = {
-    "large batches in threads (as before)": ["--scoring-processes", "0"],
-    "batches over 1,000 records in 2 scoring processes (now)": [],
-}
+BEFORE = "43c40a9"  # the server before micro-batching, the plain /predict route and --workers
 
 
-def measure(port: int, singles: list[bytes], batches: list[bytes], requests: int) -> None:
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The project's ``src`` at ``ref``, in a temporary git worktree."""
+    folder = Path(tempfile.mkdtemp(prefix="mlpipe-before-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(folder), ref], cwd=ROOT, check=True)
+    try:
+        yield folder / "src"
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=True)
+
+
+def configurations(before: Path, ref: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Label -> (``mlpipe serve`` arguments, environment): today's code beside the one before."""
+    return {
+        f"before ({ref}): one process, each request scored alone": ([], {"PYTHONPATH": str(before)}),
+        "now: one process, micro-batching (the default)": ([], {}),
+        "now: --workers 2": (["--workers", "2"], {}),
+    }
+
+
+def measure(port: int, singles: list[bytes], batches: list[bytes], requests: int) -> tuple[float, float]:
+    """Print the three loads' figures; return singles/s and batch records/s."""
     asyncio.run(load(port, singles, 32, 1000))  # warm up
     one = asyncio.run(load(port, singles, 32, requests))
     many = asyncio.run(load(port, batches, 8, 500))
@@ -142,6 +166,7 @@ def measure(port: int, singles: list[bytes], batches: list[bytes], requests: int
         f" p99 {busy['p99 ms']:.1f} ms, {busy['errors']:.0f} errors; {busy['invalid batches']:.0f}"
         f" invalid batches answered, {busy['invalid batch s']:.2f} s each"
     )
+    return one["requests/s"], many["requests/s"] * 100
 
 
 def main() -> None:
@@ -150,21 +175,28 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="times each configuration is measured, alternating"
     )
+    parser.add_argument("--before", default=BEFORE, help="the git ref to compare with (default: %(default)s)")
     args = parser.parse_args()
     test = pd.read_parquet(ROOT / "data" / "processed" / "test.parquet")
     records = json.loads(test.head(1000).to_json(orient="records", date_format="iso"))
     singles = [json.dumps(r).encode() for r in records]
     batches = [json.dumps(records[i : i + 100]).encode() for i in range(0, 1000, 100)]
     print(describe(), f"load {os.getloadavg()[0]:.2f}")
-    for _ in range(args.rounds):
-        for label, serve_args in CONFIGURATIONS.items():
-            server, port = server_process.start(serve_args)
-            print(label)
-            try:
-                measure(port, singles, batches, args.requests)
-            finally:
-                server.terminate()
-                server.wait(timeout=10)
+    with checkout(args.before) as before:
+        for _ in range(args.rounds):
+            figures = {}
+            for label, (serve_args, env) in configurations(before, args.before).items():
+                server, port = server_process.start(serve_args, env=env)
+                print(label)
+                try:
+                    figures[label] = measure(port, singles, batches, args.requests)
+                finally:
+                    server.terminate()
+                    server.wait(timeout=10)
+            first = next(iter(figures.values()))
+            for label, (one, many) in list(figures.items())[1:]:
+                ratio = f"{one / first[0]:.2f}x the singles/s, {many / first[1]:.2f}x the records/s"
+                print(f"{label}: {ratio} of before")
     print(f"load {os.getloadavg()[0]:.2f}")
 
 

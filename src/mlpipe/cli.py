@@ -320,7 +320,7 @@ def add_serve(commands: Any) -> None:
         "--scoring-threads",
         type=int,
         default=2,
-        help="batches of over 64 records scored at once, off the event loop (default: 2)",
+        help="batches of over 256 records scored at once, off the event loop (default: 2)",
     )
     serve.add_argument(
         "--scoring-processes",

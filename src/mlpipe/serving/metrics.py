@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import Counter as PromCounter
@@ -68,13 +69,23 @@ class ServiceMetrics:
             "mlpipe_bundle_reloads", "Bundle reloads by result", ["arm", "result"], registry=self.registry
         )
         self._serving: dict[str, tuple[str, str, str]] = {}
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def answered(self, arms: Counter[tuple[str, str]], status: int, seconds: float) -> None:
         """A request answered by the arms and versions in ``arms`` (rows each)."""
         for (arm, version), rows in arms.items():
-            self.requests.labels(arm, version, str(status)).inc()
-            self.rows.labels(arm, version).inc(rows)
-            self.latency.labels(arm).observe(seconds)
+            children = self._answered.get((arm, version, status))
+            if children is None:  # looked up once per arm, version and status, not per request
+                children = (
+                    self.requests.labels(arm, version, str(status)),
+                    self.rows.labels(arm, version),
+                    self.latency.labels(arm),
+                )
+                self._answered[(arm, version, status)] = children
+            requests, answered_rows, latency = children
+            requests.inc()
+            answered_rows.inc(rows)
+            latency.observe(seconds)
 
     def refused(self, status: int, seconds: float, fields: Iterable[str | None] = ()) -> None:
         """A request refused before or while scoring, with the fields of its problems."""

@@ -16,6 +16,7 @@ fills it) and refused elsewhere.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,9 @@ class Schema:
         self._maximum = np.array([[np.inf if f.maximum is None else f.maximum] for f in numbers])
         self._whole = np.array([[f.kind == "integer"] for f in numbers], dtype=bool)
         self._nullable = np.array([[f.nullable] for f in numbers], dtype=bool)
+        getter = operator.itemgetter(*(f.name for f in self.fields)) if self.fields else None
+        # a record's values in field order, always as a tuple (itemgetter of one name is no tuple)
+        self._fields_of = (lambda r: (getter(r),)) if len(self.fields) == 1 else getter
 
     @classmethod
     def from_metadata(cls, inputs: Mapping[str, Mapping[str, Any]]) -> Schema:
@@ -140,7 +144,11 @@ class Schema:
         ]
         if shapes:
             return {}, shapes
-        columns = {f.name: _from_json(f, [r.get(f.name, _ABSENT) for r in records]) for f in self.fields}
+        try:  # one C call per record when every record has every field (the common case)
+            table = [list(values) for values in zip(*map(self._fields_of, records), strict=True)]
+        except KeyError:  # some record lacks a field: look each one up, marking the absent ones
+            table = [[r.get(f.name, _ABSENT) for r in records] for f in self.fields]
+        columns = {f.name: _from_json(f, values) for f, values in zip(self.fields, table, strict=True)}
         return self.check_columns(columns, len(records))
 
     def check_frame(self, frame: Any) -> tuple[dict[str, np.ndarray], list[FieldError]]:

@@ -42,8 +42,9 @@ def score_records(
             answers = predictor.predict_records([records[i] for i in rows]).answers()
         except RecordError as exc:
             raise field_problems(exc.errors, rows) from None
+        tags = labels(predictor, arm)
         for i, answer in zip(rows, answers, strict=True):
-            results[i] = labelled(answer, predictor, arm)
+            results[i] = answer | tags
     return results
 
 
@@ -66,8 +67,9 @@ def score_together(requests: Sequence[Request]) -> list[list[dict[str, Any]] | P
         try:
             for predictor, places in together.values():
                 prediction = predictor.predict_records([requests[n][0][i] for n, _, i in places])
+                tags = {arm: labels(predictor, arm) for arm in {arm for _, arm, _ in places}}
                 for (n, arm, i), answer in zip(places, prediction.answers(), strict=True):
-                    results[n][i] = labelled(answer, predictor, arm)
+                    results[n][i] = answer | tags[arm]
             return list(results)
         except RecordError:
             pass  # scored alone below, each with its own problems
@@ -80,9 +82,9 @@ def score_together(requests: Sequence[Request]) -> list[list[dict[str, Any]] | P
     return alone
 
 
-def labelled(answer: dict[str, Any], predictor: Predictor, arm: str) -> dict[str, Any]:
-    """An answer naming the model, version and arm that made it."""
-    return {**answer, "model": predictor.name, "version": predictor.version, "arm": arm}
+def labels(predictor: Predictor, arm: str) -> dict[str, Any]:
+    """What every answer of an arm adds: the model, version and arm that made it."""
+    return {"model": predictor.name, "version": predictor.version, "arm": arm}
 
 
 def score_body(
