@@ -145,6 +145,7 @@ def _serve_settings(args: argparse.Namespace) -> Any:
         watch=args.watch,
         batch_rows=args.batch_rows,
         batch_wait=args.batch_wait_ms / 1000,
+        listen_when_loaded=args.workers > 1,  # the other workers serve meanwhile
     )
 
 

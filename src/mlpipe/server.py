@@ -99,6 +99,7 @@ class Settings:
     watch: bool = False  # reload the bundles when a file in their folders changes
     batch_rows: int = 256  # small requests ready together: one model call for up to this many rows (0: off)
     batch_wait: float = 0.0  # seconds the first of them waits for more (0: those ready on the next turn)
+    listen_when_loaded: bool = False  # take connections only once the bundles are loaded (a worker)
     body_timeout: float = Limits.body_timeout  # seconds for a request's whole body (then 408)
 
 
@@ -402,6 +403,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.start_pool()
         task = asyncio.create_task(asyncio.to_thread(service.load_all))
+        if service.settings.listen_when_loaded:  # uvicorn listens once this startup returns
+            await asyncio.shield(task)
         stop = asyncio.Event()
         watching = asyncio.create_task(service.watch(stop)) if service.settings.watch else None
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread

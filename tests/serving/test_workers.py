@@ -8,6 +8,9 @@ import json
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -164,3 +167,21 @@ def test_workers_share_the_port_the_metrics_the_log_and_sighup(built: Path, tmp_
         while killed.pid in {p.pid for p in workers_of(client)} or len(workers_of(client)) != 2:
             assert time.monotonic() < deadline, "the killed worker was not replaced"
             time.sleep(0.2)
+
+
+def test_workers_on_a_port_in_use_stop_with_one_line(built: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = subprocess.run(
+            [sys.executable, "-m", "mlpipe.cli", "serve", "--bundle", str(built / "bundle")]
+            + ["--port", str(port), "--workers", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f"mlpipe: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
