@@ -31,7 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 __all__ = ["CONTENT_TYPE_LATEST", "ServiceMetrics"]
 
 NONE = "none"
-MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # set for workers (mlpipe.serving.workers.METRICS_DIR)
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # set for the workers by mlpipe.serving.workers
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_FIELD = 64  # longer field names are counted as "(other)": labels stay bounded
 

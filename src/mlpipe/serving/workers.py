@@ -39,7 +39,6 @@ from mlpipe.errors import PipelineError
 from mlpipe.serving.metrics import MULTIPROCESS
 
 ARGV = "MLPIPE_SERVE_ARGV"  # the server's command line, for the workers to build their service from
-METRICS_DIR = MULTIPROCESS  # prometheus-client reads it when it is imported
 
 log = logging.getLogger("mlpipe.serve")
 
@@ -48,15 +47,15 @@ log = logging.getLogger("mlpipe.serve")
 def shared_metrics() -> Iterator[str]:
     """A fresh folder for the workers' Prometheus values, in the environment they inherit."""
     folder = tempfile.mkdtemp(prefix="mlpipe-metrics-")
-    before = os.environ.get(METRICS_DIR)
-    os.environ[METRICS_DIR] = folder
+    before = os.environ.get(MULTIPROCESS)
+    os.environ[MULTIPROCESS] = folder  # read by prometheus-client on import
     try:
         yield folder
     finally:
         if before is None:
-            os.environ.pop(METRICS_DIR, None)
+            os.environ.pop(MULTIPROCESS, None)
         else:
-            os.environ[METRICS_DIR] = before
+            os.environ[MULTIPROCESS] = before
         shutil.rmtree(folder, ignore_errors=True)
 
 
