@@ -102,3 +102,20 @@ def test_scores_rank_the_model_against_each_baseline_and_the_noise_floor():
 def test_an_empty_test_split_is_a_one_line_error_not_a_traceback():
     with pytest.raises(PipelineError, match="non-empty"):
         evaluate.scores("regression", np.array([]), np.array([]), {}, (), 0.5)
+
+
+def test_classification_metrics_take_float32_softmax_without_a_warning():
+    """A model's float32 probabilities sum to 1 only to float32 precision; scoring them must not
+    warn (sklearn's log_loss said "y_prob values do not sum to one" for each such evaluate)."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(400, 3)).astype(np.float32)
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert np.abs(proba.astype(np.float64).sum(axis=1) - 1).max() > 0  # not exactly 1 in float64
+    actual = rng.integers(0, 3, 400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = metrics.score("multiclass", actual, proba, ["a", "b", "c"], 0.5)
+    expected = -np.mean(np.log(proba.astype(np.float64)[np.arange(400), actual]))
+    assert scores["log_loss"] == pytest.approx(expected, rel=1e-7)  # float32 inputs
