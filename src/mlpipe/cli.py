@@ -92,7 +92,7 @@ def _serve(args: argparse.Namespace) -> None:
     if args.workers > 1:
         from mlpipe.serving import workers
 
-        config = limits.config(f"{__name__}:serve_worker", factory=True, workers=args.workers, **options)
+        config = limits.config("mlpipe.cli:serve_worker", factory=True, workers=args.workers, **options)
         workers.run(config, args.argv)
         return
     import uvicorn
