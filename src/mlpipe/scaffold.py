@@ -67,10 +67,9 @@ SIZES = (  # the first whose rows the table does not pass
         (32, 16),
         0.2,
         32,
-        0.003,
+        0.001,
         -0.25,
-        "a small net with dropout (few rows to fit, and to overfit), small batches at a faster rate"
-        " (enough steps per epoch)",
+        "a small net with dropout (few rows to fit, and to overfit), small batches (enough steps per epoch)",
     ),
     Size(50_000, (64, 32, 16), 0.0, 64, 0.001, -0.05, "the dropout model's net and batches (3,000 rows)"),
     Size(
