@@ -32,7 +32,7 @@ class Batcher:
         self._pending: list[tuple[scoring.Request, asyncio.Future[Any]]] = []
         self._rows = 0
         self._flush: asyncio.Handle | None = None
-        self.batches = 0  # flushed so far, and the requests in them (for tests and the bench)
+        self.batches = 0  # flushed so far, and the requests in them (what the tests check)
         self.requests = 0
 
     async def score(self, request: scoring.Request) -> list[dict[str, Any]]:
