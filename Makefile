@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test lint bench
+.PHONY: setup repro test test-fast lint bench
 
 setup: $(VENV)/.installed
 
@@ -19,10 +19,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 repro: setup
 	dvc repro --all-pipelines
 
-test: setup
+# Two pytest workers, one test module each at a time (module fixtures), modules in a random order
+# (the seed is in pytest's header); one OpenMP thread per worker, so two workers never fight over
+# two cores (two gradient-boosting fits took 195 s oversubscribed against 3 s).
+PYTEST := OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile
+
+lint: setup
 	ruff check src tests bench
 	ruff format --check src tests bench
-	python -m pytest -n 2 --dist loadfile  # two workers, one test module each at a time (module fixtures)
+
+# Unit tests on tiny frames and the checks of dvc.yaml and the layout: no training, no server.
+test-fast: lint
+	$(PYTEST) tests/unit tests/test_dvc_yaml.py
+
+test: lint
+	$(PYTEST)
 
 bench: setup
 	python bench/pipeline_speed.py

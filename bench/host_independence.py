@@ -2,7 +2,7 @@
 
 Run by hand (not in CI), after ``make repro``: ``python bench/host_independence.py``. On the demo
 pipeline's committed splits it trains and evaluates (1) as the stages run, with the host pins of
-``mlpipe.host``, and (2) without them (the stage's ``main`` called directly, TensorFlow on every
+``mlpipe.core.host``, and (2) without them (the stage's ``main`` called directly, TensorFlow on every
 core, oneDNN free to pick its instruction set), each on this machine and on an emulated other host
 (one core, other OpenBLAS kernels and threads, numpy without its AVX2 loops, an SSE4.1 cap for
 oneDNN), and prints each run's time and the hashes of the model and the metrics. Then it times the
@@ -32,8 +32,8 @@ UNPINNED = "import sys; from mlpipe import {0}; {0}.main(sys.argv[1:])"
 
 
 def digest(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return hashlib.md5(b"".join(f.read_bytes() for f in files)).hexdigest()[:8]
+    paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return hashlib.md5(b"".join(f.read_bytes() for f in paths)).hexdigest()[:8]
 
 
 def stage(name: str, args: list[str], pinned: bool, host: dict[str, str] | None) -> float:
@@ -70,18 +70,19 @@ def baselines() -> None:
     import numpy as np
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    from mlpipe import io, linear
-    from mlpipe.params import load_params
+    from mlpipe.core import files
+    from mlpipe.core.params import load_params
+    from mlpipe.evaluation import baselines
 
     rows = load_params(ROOT / "params.yaml").evaluate.baseline_rows
-    x, y = (np.asarray(a)[:rows] for a in io.load_split(ROOT / "data" / "processed", "train"))
+    x, y = (np.asarray(a)[:rows] for a in files.load_split(ROOT / "data" / "processed", "train"))
     x = np.tile(x, (max(1, rows // len(x) + 1), 1))[:rows]
     y = np.tile(y, max(1, rows // len(y) + 1))[:rows]
     labels = (y > np.median(y)).astype(np.int64)
     for name, fit in (
-        ("ridge, mlpipe.linear", lambda: linear.Ridge.fit(x, y, 1.0)),
+        ("ridge, mlpipe.evaluation.baselines", lambda: baselines.Ridge.fit(x, y, 1.0)),
         ("ridge, scikit-learn", lambda: Ridge(alpha=1.0).fit(x, y)),
-        ("logistic, mlpipe.linear", lambda: linear.Logistic.fit(x, labels, 2, 1.0)),
+        ("logistic, mlpipe.evaluation.baselines", lambda: baselines.Logistic.fit(x, labels, 2, 1.0)),
         ("logistic, scikit-learn", lambda: LogisticRegression(C=1.0, max_iter=2000).fit(x, labels)),
     ):
         start = time.perf_counter()

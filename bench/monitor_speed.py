@@ -29,8 +29,8 @@ BUNDLE = ROOT / "models" / "package"
 
 
 def write_log(path: Path, lines: int) -> None:
-    from mlpipe.predictor import Predictor
-    from mlpipe.serving.http import log_lines
+    from mlpipe.serving.http.bodies import log_lines
+    from mlpipe.serving.predictor import Predictor
 
     predictor = Predictor(BUNDLE)
     test = pd.read_parquet(ROOT / "data" / "processed" / "test.parquet").drop(columns=["session_date"])

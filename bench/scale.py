@@ -80,13 +80,15 @@ THROUGHPUT = """
 import json, sys, time
 import numpy as np
 sys.path.insert(0, "src")
-from mlpipe import feed, io, train
-from mlpipe.model import build_model
-from mlpipe.params import load_params
+from mlpipe import train
+from mlpipe.training import feed
+from mlpipe.core import files
+from mlpipe.training.model import build_model
+from mlpipe.core.params import load_params
 
 params = load_params("params.yaml")
 tp = params.train
-x_all, y_all = io.load_split("data/processed", "train")
+x_all, y_all = files.load_split("data/processed", "train")
 rows = min(len(x_all), int(sys.argv[2]))
 mode = sys.argv[1]
 epochs = 3

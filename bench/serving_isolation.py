@@ -27,8 +27,8 @@ from machine import describe
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = json.loads((ROOT / "data" / "examples" / "record.json").read_text())
 SERVE = (
-    "import sys, mlpipe.server as server; server.INLINE_RECORDS = int(sys.argv[1]);"
-    " from mlpipe.cli import main; sys.exit(main(sys.argv[2:]))"
+    "import sys, mlpipe.serving.http.app as server; server.INLINE_RECORDS = int(sys.argv[1]);"
+    " from mlpipe.cli.main import main; sys.exit(main(sys.argv[2:]))"
 )
 
 

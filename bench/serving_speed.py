@@ -66,16 +66,17 @@ def records_of(frame: pd.DataFrame) -> list[dict]:
 
 
 def python_api(test: pd.DataFrame) -> None:
-    from mlpipe import features, io
-    from mlpipe.model import load_model
-    from mlpipe.predictor import Predictor
+    from mlpipe.core import files
+    from mlpipe.features import preprocessor
+    from mlpipe.serving.predictor import Predictor
+    from mlpipe.training.model import load_model
 
     predictor = Predictor(BUNDLE).load()
     record = records_of(test.head(1))[0]
     p50, p99 = percentiles(time_calls(lambda: predictor.predict_one(record), 5000))
-    prep = features.Preprocessor.from_dict(io.read_json(ROOT / "models" / "preprocessor.json"))
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(ROOT / "models" / "preprocessor.json"))
     network = load_model(ROOT / "models" / "model")
-    row = features.transform(test.head(1), prep)
+    row = preprocessor.transform(test.head(1), prep)
     k50, _ = percentiles(time_calls(lambda: network.predict(row, verbose=0), 200, warmup=5))
     c50, _ = percentiles(time_calls(lambda: network(row, training=False), 1000))
     print(f"one record, Python API: p50 {p50:.0f} us, p99 {p99:.0f} us (target p50 <= 200 us)")
@@ -86,14 +87,14 @@ def python_api(test: pd.DataFrame) -> None:
     frame_s = best_of(lambda: predictor.predict_frame(big))
     records = records_of(big)
     records_s = best_of(lambda: predictor.predict_records(records), repeats=3)
-    x = features.transform(big, prep)
+    x = preprocessor.transform(big, prep)
     keras_s = best_of(lambda: network.predict(x, batch_size=8192, verbose=0), repeats=3)
-    transform_s = best_of(lambda: features.transform(big, prep), repeats=3)
+    transform_s = best_of(lambda: preprocessor.transform(big, prep), repeats=3)
     print(f"100k records, DataFrame API: {1e5 / frame_s / 1e3:.0f}k records/s (target >= 500k)")
     print(f"100k records, JSON-like records API: {1e5 / records_s / 1e3:.0f}k records/s")
     print(
         f"  Keras model.predict on the preprocessed 100k: {1e5 / keras_s / 1e3:.0f}k rows/s;"
-        f" with features.transform first: {1e5 / (keras_s + transform_s) / 1e3:.0f}k rows/s"
+        f" with preprocessor.transform first: {1e5 / (keras_s + transform_s) / 1e3:.0f}k rows/s"
         f" (bundle DataFrame API is {(keras_s + transform_s) / frame_s:.1f}x faster)"
     )
 
@@ -137,7 +138,7 @@ def metrics_cost(calls: int = 100_000) -> float:
     per-(arm, version) count of the answers, the three counters and the histogram."""
     from collections import Counter
 
-    from mlpipe.serving.metrics import ServiceMetrics
+    from mlpipe.serving.http.metrics import ServiceMetrics
 
     metrics = ServiceMetrics()
     results = [{"prediction": 1.0, "model": "m", "version": "v", "arm": "champion"}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import sqlite3
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 import yaml
 
 from mlpipe import simulate, validate
-from mlpipe.params import Params, parse_params
+from mlpipe.core.params import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,3 +50,24 @@ def raw_frame(demo_db: Path, params: Params) -> pd.DataFrame:
 def valid_frame(raw_frame: pd.DataFrame, params: Params) -> pd.DataFrame:
     valid, _, _ = validate.split_valid(raw_frame, params.validate)
     return valid
+
+
+# Test modules run in a random order, each module's tests in file order (a pipeline module is a
+# story told on one repository): so no module leans on another having run first. The seed is
+# printed in the header; MLPIPE_TEST_SEED=N repeats an order.
+# The controller draws it before starting any xdist worker, which inherits it: all collect alike.
+os.environ.setdefault("MLPIPE_TEST_SEED", str(random.SystemRandom().randrange(10**6)))
+SEED = int(os.environ["MLPIPE_TEST_SEED"])
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"module order: shuffled with MLPIPE_TEST_SEED={SEED}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    order = sorted(modules)
+    random.Random(SEED).shuffle(order)
+    items[:] = [item for name in order for item in modules[name]]

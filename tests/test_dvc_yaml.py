@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from mlpipe.params import Params
+from mlpipe.core.params import Params
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "mlpipe"
@@ -39,11 +39,25 @@ def mlpipe_imports(module: str) -> set[str]:
     return seen
 
 
-def code_dep(path: str) -> str | None:
-    """``serving.schema`` for a dependency ``.../src/mlpipe/serving/schema.py``; None for data."""
-    return (
-        path.split("src/mlpipe/")[1].removesuffix(".py").replace("/", ".") if "src/mlpipe/" in path else None
-    )
+def code_deps(path: str) -> set[str]:
+    """The modules a dependency names, dotted below ``mlpipe``: ``{"serving.schema"}`` for
+    ``.../src/mlpipe/serving/schema.py``, every module inside for a folder; empty for data."""
+    if "src/mlpipe/" not in path:
+        return set()
+    target = PACKAGE / path.split("src/mlpipe/")[1]
+    files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    return {
+        ".".join(f.relative_to(PACKAGE).with_suffix("").parts) for f in files if not f.name.startswith("__")
+    }
+
+
+def folders() -> dict[str, set[str]]:
+    """Each subpackage of ``mlpipe`` (``serving.http``) with every module inside it."""
+    return {
+        ".".join(d.relative_to(PACKAGE).parts): code_deps(f"src/mlpipe/{d.relative_to(PACKAGE)}")
+        for d in PACKAGE.rglob("*")
+        if d.is_dir() and (d / "__init__.py").exists()
+    }
 
 
 PIPELINES = [ROOT / "dvc.yaml", ROOT / "pipelines" / "dropout" / "dvc.yaml"]
@@ -66,8 +80,19 @@ def test_each_stage_runs_its_own_module_and_depends_on_exactly_the_code_it_impor
     for key, stage in stages().items():
         name = module(key)
         assert stage["cmd"].split()[:3] == ["python", "-m", f"mlpipe.{name}"], key
-        code_deps = {code_dep(d) for d in stage["deps"]} - {None}
-        assert code_deps == mlpipe_imports(name), f"stage {key}: deps differ from its imports"
+        named = set().union(*(code_deps(d) for d in stage["deps"]))
+        assert named == mlpipe_imports(name), f"stage {key}: deps differ from its imports"
+
+
+def test_a_stage_names_a_folder_whose_modules_it_all_uses():
+    """So that a stage's deps fit on one screen: ``src/mlpipe/core`` rather than its six files."""
+    for key, stage in stages().items():
+        files = {d for d in stage["deps"] if d.endswith(".py")}
+        for folder, modules in folders().items():
+            listed = {m for m in modules if any(code_deps(f) == {m} for f in files)}
+            assert listed != modules, (
+                f"stage {key}: name src/mlpipe/{folder.replace('.', '/')}, not its files"
+            )
 
 
 def test_stage_params_are_whole_sections_named_after_stages():
@@ -115,7 +140,7 @@ def test_the_packaged_artifact_is_declared_under_the_params_name():
 
 
 def test_every_pipeline_loads_its_params_strictly():
-    from mlpipe.params import load_params
+    from mlpipe.core.params import load_params
 
     for path in PIPELINES:
         load_params(path.parent / "params.yaml")

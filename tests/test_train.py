@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import yaml
 
-from mlpipe import features, io, metrics, preprocess, train
+from mlpipe import preprocess, train
+from mlpipe.core import files
+from mlpipe.evaluation import metrics
+from mlpipe.features import preprocessor
 
 keras = pytest.importorskip("keras")
-from mlpipe.model import build_model, load_model, predict  # noqa: E402
+from mlpipe.training.model import build_model, load_model, predict  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def workdir(tmp_path_factory, valid_frame, params_dict) -> Path:
         "dropout": [0.1, 0.0],
     }
     (root / "params.yaml").write_text(yaml.safe_dump(data))
-    io.write_parquet(root / "valid.parquet", valid_frame)
+    files.write_parquet(root / "valid.parquet", valid_frame)
     preprocess.main(
         [
             "--params",
@@ -71,14 +74,14 @@ def test_build_model_follows_params(params):
 
 def test_model_learns_and_beats_the_mean(workdir):
     out = run_train(workdir, "a")
-    prep = features.Preprocessor.from_dict(io.read_json(workdir / "prep.json"))
-    test = io.read_parquet(workdir / "splits" / "test.parquet")
-    y = features.target(test, prep)
-    predicted = predict(load_model(out / "model"), features.transform(test, prep))
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(workdir / "prep.json"))
+    test = files.read_parquet(workdir / "splits" / "test.parquet")
+    y = preprocessor.target(test, prep)
+    predicted = predict(load_model(out / "model"), preprocessor.transform(test, prep))
     model_rmse = metrics.regression_metrics(y, predicted)["rmse"]
     mean_rmse = metrics.regression_metrics(y, np.full_like(y, y.mean()))["rmse"]
     assert model_rmse < 0.5 * mean_rmse
-    summary = io.read_json(out / "live" / "metrics.json")
+    summary = files.read_json(out / "live" / "metrics.json")
     assert summary["epochs_run"] > summary["best_epoch"] >= 1
     lr = (out / "live" / "plots" / "metrics" / "train" / "learning_rate.tsv").read_text().split()
     assert lr[:2] == ["step", "learning_rate"]
@@ -92,7 +95,7 @@ def test_training_is_byte_for_byte_repeatable(workdir):
 
 
 def test_training_stops_on_bad_params_before_touching_outputs(workdir, capsys):
-    from mlpipe.stage import run
+    from mlpipe.core.stage import run
 
     data = yaml.safe_load((workdir / "params.yaml").read_text())
     data["train"]["learning_rat"] = 0.1
@@ -109,7 +112,7 @@ def test_balanced_class_weights_equalise_the_classes():
     weights = train.class_weights(labels, 2)
     assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
     assert weights[0] * 3 == pytest.approx(weights[1] * 1)
-    from mlpipe.errors import PipelineError
+    from mlpipe.core.errors import PipelineError
 
     with pytest.raises(PipelineError, match="applies only to classification"):
         train.class_weights(np.array([0.5, 1.5]), 0)
@@ -161,23 +164,23 @@ def test_two_workers_on_loopback_train_a_model_as_good_as_one_process(workdir):
     assert [w.returncode for w in workers] == [0, 0], logs
     assert "training as worker 0 of 2 workers" in logs[0]
     assert not (workdir / "worker1").exists()  # only the chief writes
-    prep = features.Preprocessor.from_dict(io.read_json(workdir / "prep.json"))
-    test = io.read_parquet(workdir / "splits" / "test.parquet")
-    x, y = features.transform(test, prep), features.target(test, prep)
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(workdir / "prep.json"))
+    test = files.read_parquet(workdir / "splits" / "test.parquet")
+    x, y = preprocessor.transform(test, prep), preprocessor.target(test, prep)
     rmse = {
         name: metrics.regression_metrics(y, predict(load_model(folder / "model"), x))["rmse"]
         for name, folder in (("single", single), ("distributed", workdir / "worker0"))
     }
     assert rmse["distributed"] == pytest.approx(rmse["single"], rel=0.1), rmse
-    summary = io.read_json(workdir / "worker0" / "live" / "metrics.json")
+    summary = files.read_json(workdir / "worker0" / "live" / "metrics.json")
     assert summary["epochs_run"] > summary["best_epoch"] >= 1
     loss = (workdir / "worker0" / "live" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().split()
     assert loss[:2] == ["step", "loss"] and len(loss) == 2 + 2 * summary["epochs_run"]
 
 
 def test_tf_config_is_read_and_checked():
-    from mlpipe.errors import PipelineError
-    from mlpipe.scale.multiworker import cluster
+    from mlpipe.core.errors import PipelineError
+    from mlpipe.training.distributed import cluster
 
     assert cluster({}) is None
     assert (
@@ -197,7 +200,7 @@ def test_tf_config_is_read_and_checked():
 
 
 def test_the_tf_dataset_yields_exactly_the_seeded_batches():
-    from mlpipe import feed
+    from mlpipe.training import feed
 
     x = np.arange(3000, dtype=np.float32).reshape(-1, 2)
     y = (np.arange(1500) % 3).astype(np.int32)
@@ -219,8 +222,8 @@ def test_the_tf_dataset_yields_exactly_the_seeded_batches():
 
 def test_the_multiworker_schedule_stops_and_lowers_the_rate_where_keras_callbacks_do(params_dict):
     """The custom loop's schedule against Keras' own callbacks, fed the same validation losses."""
-    from mlpipe.params import parse_params
-    from mlpipe.scale.multiworker import Schedule
+    from mlpipe.core.params import parse_params
+    from mlpipe.training.distributed import Schedule
 
     values = {**params_dict["train"], "patience": 4, "lr_patience": 2, "lr_factor": 0.5, "min_lr": 1e-4}
     params = parse_params({**params_dict, "train": values}).train

@@ -12,7 +12,7 @@ a ridge regression and histogram gradient boosting; plots of predicted vs actual
 Classification: accuracy, precision, recall and F1 (per class and weighted), ROC-AUC, PR-AUC, log
 loss and Brier score for the model and for the majority class (class priors), a logistic
 regression and histogram gradient boosting; a confusion matrix, ROC, precision-recall and
-calibration curves. Baselines are fitted here, on the training split, with the model's features.
+calibration curves. Baselines are fitted here, on the training split, with the model's preprocessor.
 
 Bounded at any size: the model and the baselines are scored on the whole test split, streamed
 from its matrix in row slices; the baselines are fitted on a seeded sample of the training split
@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe import features, io, linear, metrics, plots
-from mlpipe.params import EvaluateParams, load_params
-from mlpipe.stage import run
+from mlpipe.core import files
+from mlpipe.core.params import EvaluateParams, load_params
+from mlpipe.core.stage import run
+from mlpipe.evaluation import baselines, metrics, plots
+from mlpipe.features import preprocessor
 
 log = logging.getLogger("mlpipe.evaluate")
 
@@ -53,7 +55,7 @@ def fit_baselines(
 
     Regression: the mean, ridge regression, gradient boosting. Classification: the majority class
     (class priors as probabilities), logistic regression, gradient boosting. The linear ones are
-    :mod:`mlpipe.linear`'s, whose bits are the same on every host.
+    :mod:`mlpipe.evaluation.baselines`'s, whose bits are the same on every host.
     """
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -66,7 +68,7 @@ def fit_baselines(
         "random_state": seed,
     }
     if task == "regression":
-        ridge = linear.Ridge.fit(x_train, y_train, params.linear_alpha)
+        ridge = baselines.Ridge.fit(x_train, y_train, params.linear_alpha)
         return {
             "mean": DummyRegressor(strategy="mean").fit(x_train, y_train).predict,
             "linear": ridge.predict,
@@ -75,7 +77,7 @@ def fit_baselines(
     n_classes = n_classes or int(np.max(y_train)) + 1
     estimators = {
         "majority": DummyClassifier(strategy="prior").fit(x_train, y_train),
-        "linear": linear.Logistic.fit(x_train, y_train, n_classes, params.linear_alpha),
+        "linear": baselines.Logistic.fit(x_train, y_train, n_classes, params.linear_alpha),
         "hgb": HistGradientBoostingClassifier(**boosting).fit(x_train, y_train),
     }
 
@@ -95,15 +97,15 @@ def sample(n: int, size: int, seed: int, salt: int) -> np.ndarray:
 
 
 def in_batches(predict: Predict, x: np.ndarray, batch_rows: int | None = None) -> np.ndarray:
-    """``predict`` over ``x`` in batches (a :class:`mlpipe.io.Matrix` is read a batch at a time)."""
-    step = batch_rows or io.BATCH_ROWS
+    """``predict`` over ``x`` in batches (a :class:`mlpipe.core.files.Matrix` is read a batch at a time)."""
+    step = batch_rows or files.BATCH_ROWS
     return np.concatenate([predict(np.asarray(x[i : i + step])) for i in range(0, len(x), step)])
 
 
 class RawModel:
     """Raw records in, model output out: the preprocessor and the network as one estimator."""
 
-    def __init__(self, prep: features.Preprocessor, predict: Predict) -> None:
+    def __init__(self, prep: preprocessor.Preprocessor, predict: Predict) -> None:
         self.prep = prep
         self._predict = predict
 
@@ -111,7 +113,7 @@ class RawModel:
         return self
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._predict(features.transform(frame, self.prep))
+        return self._predict(preprocessor.transform(frame, self.prep))
 
 
 def permutation_importance(
@@ -200,20 +202,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     all_params = load_params(args.params)
     params, seed = all_params.evaluate, all_params.base.seed
-    prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(args.preprocessor))
     task, classes = prep.task, list(prep.classes or ())
-    x_train, y_train = io.load_split(args.splits, "train")
-    x_test, y_test_map = io.load_split(args.splits, "test")
+    x_train, y_train = files.load_split(args.splits, "train")
+    x_test, y_test_map = files.load_split(args.splits, "test")
     y_test = np.asarray(y_test_map)
 
-    from mlpipe.model import load_model, predict
+    from mlpipe.training.model import load_model, predict
 
     network = load_model(args.model)
     output = predict(network, x_test)  # in batches, read from the file as it goes
     fit_rows = sample(len(x_train), params.baseline_rows, seed, 1)
     x_fit, y_fit = np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows])
     baselines = fit_baselines(x_fit, y_fit, params, seed, task, len(classes) or None)
-    floor = float(io.read_json(args.noise_floor)["noise_floor_rmse"]) if args.noise_floor else None
+    floor = float(files.read_json(args.noise_floor)["noise_floor_rmse"]) if args.noise_floor else None
     result = scores(
         task,
         y_test,
@@ -231,20 +233,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     shuffled = sample(len(y_test), params.importance_rows, seed, 2)
     importance = permutation_importance(
         RawModel(prep, lambda x: predict(network, x)),
-        io.take_parquet(Path(args.splits, "test.parquet"), shuffled, prep.input_columns),
+        files.take_parquet(Path(args.splits, "test.parquet"), shuffled, prep.input_columns),
         y_test[shuffled],
         params.permutation_repeats,
         seed,
         params.threshold,
     )
     drawn = sample(len(y_test), params.plot_rows, seed, 3)
-    with io.atomic_path(args.plots, directory=True) as tmp:
+    with files.atomic_path(args.plots, directory=True) as tmp:
         if task == "regression":
             plots.regression(tmp, y_test[drawn].astype(np.float64), output[drawn].astype(np.float64))
         else:
             plots.classification(tmp, y_test[drawn], output[drawn], classes, params.threshold)
-    io.write_json(args.importance, importance)
-    io.write_json(args.metrics, result)
+    files.write_json(args.importance, importance)
+    files.write_json(args.metrics, result)
     log.info("%s", summary(task, result))
 
 

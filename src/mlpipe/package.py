@@ -2,18 +2,18 @@
 
 Inputs: the preprocessor and the test split from ``preprocess``, the model from ``train``, the test
 metrics from ``evaluate``, and ``dvc.lock`` (for the lineage: the md5 of every upstream output).
-Outputs: the bundle folder (see :mod:`mlpipe.bundle`) and the gate's verdict as a metrics file.
+Outputs: the bundle folder (see :mod:`mlpipe.bundle.layout`) and the gate's verdict as a metrics file.
 Params: ``package.*`` (name, description, gate); the ``validate`` contract gives the input ranges;
 ``preprocess``, ``train`` and ``evaluate`` are recorded in the metadata.
 
-The gate (:mod:`mlpipe.gate`) fails the stage, naming each failed check, when the model does not
+The gate (:mod:`mlpipe.evaluation.gate`) fails the stage, naming each failed check, when the model does not
 beat each baseline by its margin, misses an absolute threshold, or when the ONNX graph's or the
 SavedModel's predictions on the test split differ from the Keras model's by more than the parity
 tolerance. The verdict file is written either way; the bundle only when every check passes. The
-lineage comes from :mod:`mlpipe.lineage`, the bundle's README from :mod:`mlpipe.card`, and its
+lineage comes from :mod:`mlpipe.bundle.lineage`, the bundle's README from :mod:`mlpipe.bundle.card`, and its
 ``reference.json`` (the training inputs' and test predictions' distributions, for drift) from
-:mod:`mlpipe.reference`. With ``MLPIPE_SIGNING_KEY`` set (a PEM key's path or text, from the
-environment only) the bundle's checksums are signed (:mod:`mlpipe.signing`).
+:mod:`mlpipe.bundle.reference`. With ``MLPIPE_SIGNING_KEY`` set (a PEM key's path or text, from the
+environment only) the bundle's checksums are signed (:mod:`mlpipe.bundle.signing`).
 """
 
 from __future__ import annotations
@@ -26,15 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe import bundle, card, features, gate, io, lineage, onnx_graph, reference, signing
-from mlpipe.errors import PipelineError
-from mlpipe.params import ColumnRule, Params, load_params
-from mlpipe.stage import run
+from mlpipe.bundle import card, lineage, onnx_graph, reference, signing
+from mlpipe.bundle import layout as bundle
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import ColumnRule, Params, load_params
+from mlpipe.core.stage import run
+from mlpipe.evaluation import gate
+from mlpipe.features import preprocessor
 
 log = logging.getLogger("mlpipe.package")
 
 
-def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> dict[str, dict[str, Any]]:
+def input_schema(prep: preprocessor.Preprocessor, rules: dict[str, ColumnRule]) -> dict[str, dict[str, Any]]:
     """The bundle's input contract: each raw column's type, range or categories.
 
     Ranges come from the validate stage's data contract; categories are the levels seen in training;
@@ -72,7 +76,7 @@ def input_schema(prep: features.Preprocessor, rules: dict[str, ColumnRule]) -> d
     return schema
 
 
-def output_metadata(prep: features.Preprocessor, threshold: float) -> dict[str, Any]:
+def output_metadata(prep: preprocessor.Preprocessor, threshold: float) -> dict[str, Any]:
     """What the ONNX output ``prediction`` holds: a number, the last class's probability (binary),
     or one probability per class; with the classes and the binary decision threshold."""
     if prep.task == "regression":
@@ -89,7 +93,7 @@ def output_metadata(prep: features.Preprocessor, threshold: float) -> dict[str, 
 
 
 def build_metadata(
-    params: Params, prep: features.Preprocessor, evaluation: dict[str, Any], split_rows: dict[str, int]
+    params: Params, prep: preprocessor.Preprocessor, evaluation: dict[str, Any], split_rows: dict[str, int]
 ) -> dict[str, Any]:
     """Everything about the bundle except the gate verdict, its version and file hashes."""
     return {
@@ -114,17 +118,17 @@ def build_metadata(
 
 
 def export_parity(
-    network: Any, prep: features.Preprocessor, served: Any, signature: Any, splits: Path
+    network: Any, prep: preprocessor.Preprocessor, served: Any, signature: Any, splits: Path
 ) -> dict[str, float]:
     """Each export's largest difference from Keras on the whole test split, batch by batch: ONNX
     through the serving code path (``served``: schema checks, ONNX Runtime), the SavedModel through
-    its serving ``signature``, as TF Serving runs it; Keras on preprocess's numpy features."""
-    from mlpipe import savedmodel
-    from mlpipe.model import predict
+    its serving ``signature``, as TF Serving runs it; Keras on preprocess's numpy preprocessor."""
+    from mlpipe.bundle import savedmodel
+    from mlpipe.training.model import predict
 
     parity = {"onnx": 0.0, "saved_model": 0.0}
-    x_test, offset = io.load_split(splits, "test")[0], 0
-    for test in io.iter_parquet(splits / "test.parquet"):
+    x_test, offset = files.load_split(splits, "test")[0], 0
+    for test in files.iter_parquet(splits / "test.parquet"):
         expected = predict(network, x_test[offset : offset + len(test)]).astype(np.float64)
         tf_output = signature(**savedmodel.feed(test, prep))[onnx_graph.OUTPUT].numpy()
         tf_output = tf_output.astype(np.float64).reshape(expected.shape)
@@ -135,27 +139,27 @@ def export_parity(
     return parity
 
 
-def reference_of(prep: features.Preprocessor, served: Any, splits: Path) -> dict[str, Any]:
+def reference_of(prep: preprocessor.Preprocessor, served: Any, splits: Path) -> dict[str, Any]:
     """``reference.json``: the training split's input sketches and the test split's prediction
-    sketch (:mod:`mlpipe.reference`), in two streamed passes over the training split."""
+    sketch (:mod:`mlpipe.bundle.reference`), in two streamed passes over the training split."""
     train, test = splits / "train.parquet", splits / "test.parquet"
     text = prep.string_inputs
     numbers = [c for c in prep.input_columns if c not in text]
     sketches = reference.sketch_columns(
-        io.iter_parquet(train, prep.input_columns),
-        io.parquet_rows(train),
+        files.iter_parquet(train, prep.input_columns),
+        files.parquet_rows(train),
         numbers,
         text,
-        lambda: io.iter_parquet(train, numbers),
+        lambda: files.iter_parquet(train, numbers),
     )
     regression = prep.task == "regression"
     predictions = (
         (result.values if regression else result.labels)
-        for result in (served.predict_frame(frame) for frame in io.iter_parquet(test))
+        for result in (served.predict_frame(frame) for frame in files.iter_parquet(test))
     )
     prediction = reference.prediction_sketch(predictions, prep.task)
     inputs = {c: sketches[c] for c in prep.input_columns}
-    return reference.document(inputs, prediction, io.parquet_rows(train), io.parquet_rows(test))
+    return reference.document(inputs, prediction, files.parquet_rows(train), files.parquet_rows(test))
 
 
 def write_bundle(folder: Path, onnx_bytes: bytes, meta: dict[str, Any], key: Any = None) -> None:
@@ -165,7 +169,7 @@ def write_bundle(folder: Path, onnx_bytes: bytes, meta: dict[str, Any], key: Any
     (folder / bundle.MODEL).write_bytes(onnx_bytes)
     (folder / bundle.CARD).write_text(card.model_card(meta), encoding="utf-8")
     meta["files"] = bundle.file_hashes(folder)
-    metadata = io.dumps_json(meta, sort_keys=False).encode("utf-8")
+    metadata = files.dumps_json(meta, sort_keys=False).encode("utf-8")
     (folder / bundle.METADATA).write_bytes(metadata)
     hashes = {**meta["files"], bundle.METADATA: bundle.sha256(metadata)}
     checksums = bundle.format_checksums(hashes).encode("utf-8")
@@ -191,19 +195,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_params(args.params)
-    prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
-    evaluation = io.read_json(args.evaluation)
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(args.preprocessor))
+    evaluation = files.read_json(args.evaluation)
     splits, lock_path = Path(args.splits), Path(args.lock)
-    rows = {name: io.parquet_rows(splits / f"{name}.parquet") for name in ("train", "val", "test")}
+    rows = {name: files.parquet_rows(splits / f"{name}.parquet") for name in ("train", "val", "test")}
     configured = signing.from_env(signing.SIGNING_KEY_ENV)
     key = signing.private_key(configured) if configured else None  # read first: a bad key fails fast
     meta = build_metadata(params, prep, evaluation, rows)
     lock = lineage.read_lock(lock_path)
     meta["lineage"] = lineage.outputs(lock, "package", lock_path)
 
-    from mlpipe import savedmodel
-    from mlpipe.model import dense_weights, load_model
-    from mlpipe.predictor import Predictor
+    from mlpipe.bundle import savedmodel
+    from mlpipe.serving.predictor import Predictor
+    from mlpipe.training.model import dense_weights, load_model
 
     meta["git"] = lineage.git_revision(lineage.code_files(lock))  # after the imports: they are code
     # TF Serving's input names: the column names, with characters TensorFlow refuses replaced.
@@ -215,17 +219,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     layers = [onnx_graph.DenseLayer(*weights) for weights in dense_weights(network)]
     onnx_bytes = onnx_graph.build(prep, layers, params.package.name).SerializeToString()
     meta["version"] = bundle.version_of(onnx_bytes)
-    meta["plan"] = features.plan_of(prep).to_dict()
-    with io.atomic_path(args.out, directory=True) as folder:  # removed again if the gate fails
+    meta["plan"] = preprocessor.plan_of(prep).to_dict()
+    with files.atomic_path(args.out, directory=True) as folder:  # removed again if the gate fails
         savedmodel.export(network, prep, folder / bundle.SAVED_MODEL)
         served = Predictor.from_verified(bundle.Verified(Path(args.out), meta, onnx_bytes), threads=1)
         signature = savedmodel.load_signature(folder / bundle.SAVED_MODEL)
         parity = export_parity(network, prep, served, signature, splits)
         meta["gate"] = gate.verdict(evaluation, params.package.gate, parity)
-        io.write_json(args.metrics, meta["gate"])
+        files.write_json(args.metrics, meta["gate"])
         if not meta["gate"]["passed"]:
             raise PipelineError("gate failed, not packaging: " + "; ".join(gate.failures(meta["gate"])))
-        io.write_json(folder / reference.FILE, reference_of(prep, served, splits))
+        files.write_json(folder / reference.FILE, reference_of(prep, served, splits))
         write_bundle(folder, onnx_bytes, meta, key)
     log.info(
         "packaged %s %s: parity %.2e (ONNX), %.2e (SavedModel), %s, %s",

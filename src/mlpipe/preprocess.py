@@ -10,10 +10,11 @@ Params: ``base.seed``, ``preprocess.*`` (column roles, derived formulas, split s
 ``validate.columns`` (which columns may be null, and so get a fill value).
 
 Streams: the split reads only the group column whole; every other pass reads bounded batches
-(:data:`mlpipe.io.BATCH_ROWS`), so memory is flat in the number of rows. The features are computed
-here once, with the one fitted :class:`~mlpipe.features.Preprocessor`; ``train``, ``evaluate`` and
-``package`` read the matrices in row slices instead of transforming again. The raw splits stay for
-what needs records: permutation importance and the bundle's parity check.
+(:data:`~mlpipe.core.files.BATCH_ROWS`), so memory is flat in the number of rows. The features are
+computed here once, with the one fitted :class:`~mlpipe.features.preprocessor.Preprocessor`;
+``train``, ``evaluate`` and ``package`` read the matrices in row slices instead of transforming
+again. The raw splits stay for what needs records: permutation importance and the bundle's parity
+check.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe import features, fitting, io
-from mlpipe.errors import PipelineError
-from mlpipe.params import load_params
-from mlpipe.stage import run
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import load_params
+from mlpipe.core.stage import run
+from mlpipe.features import batches, fitting, preprocessor
 
 log = logging.getLogger("mlpipe.preprocess")
 
@@ -109,7 +111,7 @@ def write_splits(
     }
     offset = 0
     try:
-        for batch in table.iter_batches(batch_size=io.BATCH_ROWS):
+        for batch in table.iter_batches(batch_size=files.BATCH_ROWS):
             keys = (
                 batch.column(group)
                 if group is not None
@@ -128,7 +130,7 @@ def write_splits(
 
 
 def write_matrices(
-    batches: Iterator[pd.DataFrame], prep: features.Preprocessor, x: io.MatrixSink, y: io.MatrixSink
+    batches: Iterator[pd.DataFrame], prep: preprocessor.Preprocessor, x: files.MatrixSink, y: files.MatrixSink
 ) -> dict[str, int]:
     """Transform a split batch by batch into the features ``x`` and the target ``y``.
 
@@ -142,8 +144,8 @@ def write_matrices(
     offset = 0
     missing = dict.fromkeys(prep.input_columns, 0)
     for batch in batches:
-        x.write(features.transform(batch, prep, offset))
-        y.write(features.target(batch, prep, offset))
+        x.write(preprocessor.transform(batch, prep, offset))
+        y.write(preprocessor.target(batch, prep, offset))
         for column in prep.input_columns:
             missing[column] += int(batch[column].isna().sum())
         offset += len(batch)
@@ -160,7 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_split_matrices(folder: Path, rows: dict[str, int], prep: features.Preprocessor) -> dict:
+def write_split_matrices(folder: Path, rows: dict[str, int], prep: preprocessor.Preprocessor) -> dict:
     """Each split's feature and label matrices, next to its Parquet file in ``folder``; the
     missing values per split and input column.
 
@@ -169,11 +171,11 @@ def write_split_matrices(folder: Path, rows: dict[str, int], prep: features.Prep
     """
     missing = {}
     for name in SPLITS:
-        x_path, y_path = io.matrix_paths(folder, name)
-        x = io.MatrixSink(x_path, rows[name], len(prep.feature_names), np.float32)
-        y = io.MatrixSink(y_path, rows[name], None, np.float32 if prep.classes is None else np.int32)
+        x_path, y_path = files.matrix_paths(folder, name)
+        x = files.MatrixSink(x_path, rows[name], len(prep.feature_names), np.float32)
+        y = files.MatrixSink(y_path, rows[name], None, np.float32 if prep.classes is None else np.int32)
         try:
-            missing[name] = write_matrices(io.iter_parquet(folder / f"{name}.parquet"), prep, x, y)
+            missing[name] = write_matrices(files.iter_parquet(folder / f"{name}.parquet"), prep, x, y)
         except PipelineError as exc:
             raise PipelineError(f"{name} split: {exc}") from None
         finally:
@@ -185,7 +187,7 @@ def write_split_matrices(folder: Path, rows: dict[str, int], prep: features.Prep
 
 
 def split_metrics(
-    prep: features.Preprocessor,
+    prep: preprocessor.Preprocessor,
     rows: dict[str, int],
     groups: dict[str, int],
     missing: dict[str, dict[str, int]],
@@ -210,27 +212,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     all_params = load_params(args.params)
     params = all_params.preprocess
-    table = fitting.ParquetTable(args.data)
+    table = batches.ParquetTable(args.data)
     fitting.check_roles(table.columns, params)
     if params.group is not None:
-        keys = io.read_columns(args.data, [params.group])[params.group]
+        keys = files.read_columns(args.data, [params.group])[params.group]
     else:
-        keys = row_positions(io.parquet_rows(args.data))
+        keys = row_positions(files.parquet_rows(args.data))
     assignment = assign_groups(
         keys, params.group or ROW, params.val_share, params.test_share, all_params.base.seed
     )
     # Only columns the data contract lets be null get a fill; a null anywhere else is refused.
     nullable = [name for name, rule in all_params.validate.columns.items() if rule.nullable]
-    with io.atomic_path(args.out, directory=True) as tmp:
+    with files.atomic_path(args.out, directory=True) as tmp:
         rows = write_splits(Path(args.data), params.group, assignment, tmp)
-        prep = fitting.fit(fitting.ParquetTable(tmp / "train.parquet"), params, nullable)
+        prep = fitting.fit(batches.ParquetTable(tmp / "train.parquet"), params, nullable)
         missing = write_split_matrices(tmp, rows, prep)
-        labels = np.asarray(io.Matrix(io.matrix_paths(tmp, "train")[1]))
+        labels = np.asarray(files.Matrix(files.matrix_paths(tmp, "train")[1]))
         class_counts = np.bincount(labels, minlength=len(prep.classes)) if prep.classes else None
-    io.write_json(args.preprocessor, prep.to_dict(), sort_keys=False)  # order = feature order
+    files.write_json(args.preprocessor, prep.to_dict(), sort_keys=False)  # order = feature order
     groups = {name: len(assignment[name]) for name in SPLITS}
     metrics = split_metrics(prep, rows, groups, missing, class_counts)
-    io.write_json(args.metrics, metrics)
+    files.write_json(args.metrics, metrics)
     log.info(
         "split %s rows; %d features",
         "/".join(str(metrics[n]["rows"]) for n in SPLITS),

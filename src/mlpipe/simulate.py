@@ -3,11 +3,11 @@
 Inputs: none. Outputs: a SQLite database with tables ``students``, ``topics``,
 ``study_sessions`` and ``student_outcomes``, and a metrics file with the data's size, its noise
 floor, and the dropout labels' rate and noise. With ``simulate.later_terms``, later terms of
-shifted sessions follow the first (the monitoring demo; :mod:`mlpipe.synthetic`).
+shifted sessions follow the first (the monitoring demo; :mod:`mlpipe.demo.synthetic`).
 Params: ``base.seed``, ``simulate.*``.
 
 The data's generative model (the target's formula, its noise floor, the dropout labels) is in
-:mod:`mlpipe.synthetic`. Rows are generated and written in fixed-size chunks, each with its own
+:mod:`mlpipe.demo.synthetic`. Rows are generated and written in fixed-size chunks, each with its own
 seed derived from ``(seed, chunk index)``, so the output depends only on the params and ten
 million sessions fit in a few hundred MB of memory.
 """
@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mlpipe import io
-from mlpipe.errors import PipelineError
-from mlpipe.params import SimulateParams, load_params
-from mlpipe.stage import run
-from mlpipe.synthetic import Engagement, NoiseStats, make_sessions, make_students, make_topics
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import SimulateParams, load_params
+from mlpipe.core.stage import run
+from mlpipe.demo.synthetic import Engagement, NoiseStats, make_sessions, make_students, make_topics
 
 log = logging.getLogger("mlpipe.simulate")
 
@@ -124,9 +124,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     if params.simulate is None:
         raise PipelineError(f"{args.params} has no simulate section")
-    with io.atomic_path(args.out) as tmp:
+    with files.atomic_path(args.out) as tmp:
         metrics = simulate(str(tmp), params.simulate, params.base.seed)
-    io.write_json(args.metrics, metrics)
+    files.write_json(args.metrics, metrics)
     log.info(
         "noise floor RMSE %.4f h over %d sessions",
         metrics["noise_floor_rmse"],

@@ -1,7 +1,7 @@
 """Stage ``train``: fit the Keras network on the training split, early-stopped on validation.
 
 Inputs: the ``train`` and ``val`` feature matrices and the fitted preprocessor from ``preprocess``,
-read in row slices and streamed through ``tf.data`` (:mod:`mlpipe.feed`), so memory does not grow
+read in row slices and streamed through ``tf.data`` (:mod:`mlpipe.training.feed`), so memory does not grow
 with the number of rows.
 Outputs: the model folder (architecture JSON + ``.weights.h5``) and a DVCLive folder with the
 per-epoch metrics (shown by ``dvc plots``) and their summary (shown by ``dvc metrics``).
@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe import features, io
-from mlpipe.errors import PipelineError
-from mlpipe.params import TrainParams, load_params
-from mlpipe.stage import run
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import TrainParams, load_params
+from mlpipe.core.stage import run
+from mlpipe.features import preprocessor
 
 log = logging.getLogger("mlpipe.train")
 
@@ -104,7 +105,7 @@ def fit_here(
     """Train on this machine alone; the model and its validation loss per epoch."""
     from dvclive.keras import DVCLiveCallback
 
-    from mlpipe import feed
+    from mlpipe.training import feed
 
     model = build()
     history = model.fit(
@@ -146,9 +147,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     all_params = load_params(args.params)
     params, seed = all_params.train, all_params.base.seed
-    prep = features.Preprocessor.from_dict(io.read_json(args.preprocessor))
-    x_train, y_train = io.load_split(args.splits, "train")
-    x_val, y_val = io.load_split(args.splits, "val")
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(args.preprocessor))
+    x_train, y_train = files.load_split(args.splits, "train")
+    x_val, y_val = files.load_split(args.splits, "val")
     if x_train.shape[1] != len(prep.feature_names):
         raise PipelineError(
             f"the training matrix has {x_train.shape[1]} columns, the preprocessor"
@@ -157,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from dvclive import Live
 
-    from mlpipe import feed
-    from mlpipe.model import build_model, save_model
-    from mlpipe.scale import multiworker
+    from mlpipe.training import distributed as multiworker
+    from mlpipe.training import feed
+    from mlpipe.training.model import build_model, save_model
 
     set_determinism(seed)
     worker = multiworker.cluster()
@@ -174,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     writes = worker is None or worker.chief  # in a cluster, only the chief writes the outputs
     with contextlib.ExitStack() as outputs:
-        live_dir = outputs.enter_context(io.atomic_path(args.live, directory=True)) if writes else None
-        model_dir = outputs.enter_context(io.atomic_path(args.out, directory=True)) if writes else None
+        live_dir = outputs.enter_context(files.atomic_path(args.live, directory=True)) if writes else None
+        model_dir = outputs.enter_context(files.atomic_path(args.out, directory=True)) if writes else None
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False, report=None) if writes else None
         if worker is not None:
             log.info("training as %s %d of %d workers (TF_CONFIG)", worker.kind, worker.index, worker.count)

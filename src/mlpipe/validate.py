@@ -8,7 +8,7 @@ Params: ``validate.columns`` (dtype, nullable, min/max, allowed), ``validate.max
 Structural problems (a missing column, a column of the wrong type) fail the stage, naming the
 column. Row-level problems (a null, a value out of range, an unknown category) move the row to the
 quarantine file; if their share exceeds ``validate.max_invalid_share`` the stage fails instead.
-The snapshot is read in bounded batches (:data:`mlpipe.io.BATCH_ROWS`) and both tables are written
+The snapshot is read in bounded batches (:data:`mlpipe.core.files.BATCH_ROWS`) and both tables are written
 as they go, so memory is flat in its size; a row's number is its position in the snapshot.
 Columns outside the contract are dropped. The checks are a pandera schema built from params.
 """
@@ -25,10 +25,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandas.api import types
 
-from mlpipe import io
-from mlpipe.errors import PipelineError
-from mlpipe.params import ColumnRule, ValidateParams, load_params
-from mlpipe.stage import run
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import ColumnRule, ValidateParams, load_params
+from mlpipe.core.stage import run
 
 log = logging.getLogger("mlpipe.validate")
 
@@ -252,11 +252,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     params = load_params(args.params).validate
     tally = Tally()
-    with io.atomic_path(args.out) as out, io.atomic_path(args.quarantine) as held:
-        valid_sink = io.ParquetSink(out, arrow_schema(params.columns))
-        held_sink = io.ParquetSink(held)
+    with files.atomic_path(args.out) as out, files.atomic_path(args.quarantine) as held:
+        valid_sink = files.ParquetSink(out, arrow_schema(params.columns))
+        held_sink = files.ParquetSink(held)
         empty = None
-        for raw in io.iter_parquet(args.data):  # bounded batches: memory flat in the snapshot's size
+        for raw in files.iter_parquet(args.data):  # bounded batches: memory flat in the snapshot's size
             valid, quarantine, failures = check_batch(raw, params.columns, tally.rows_in)
             tally.add(raw, valid, quarantine, failures)
             if len(valid):
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics = tally.metrics(params)  # raises before anything is renamed into place
         valid_sink.close(empty[0])
         held_sink.close(empty[1])
-    io.write_json(args.metrics, metrics)
+    files.write_json(args.metrics, metrics)
     if metrics["dropped_columns"]:
         log.warning("dropped columns outside the contract: %s", ", ".join(metrics["dropped_columns"]))
     log.info(

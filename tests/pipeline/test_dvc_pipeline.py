@@ -1,7 +1,8 @@
 """The real ``dvc`` on the real dvc.yaml, in a temporary git repository with tiny params.
 
-One repository is built for the module and the tests run in order on it, as a user would:
-repro, a no-op repro, targeted re-runs, forced re-runs, an experiment and a metrics diff.
+One repository is built and committed for the module (its first ``dvc repro`` kept for the first
+test), then used as a user would: a no-op repro, targeted re-runs, forced re-runs, an experiment
+and a metrics diff. Each test needs only the built repository, so each passes alone.
 """
 
 from __future__ import annotations
@@ -20,14 +21,21 @@ from tests.pipeline.repo import OTHER_HOST, make_repo, sh, stages_run, user_env
 pytestmark = pytest.mark.pipeline
 
 
+FIRST_RUN: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    return make_repo(tmp_path_factory.mktemp("repo"))
+    """The tiny project, reproduced once and committed."""
+    path = make_repo(tmp_path_factory.mktemp("repo"))
+    FIRST_RUN["stdout"] = sh(path, "dvc", "repro").stdout
+    sh(path, "git", "add", "-A")
+    sh(path, "git", "commit", "-qm", "baseline")
+    return path
 
 
 def test_repro_runs_every_stage_then_nothing(repo):
-    first = sh(repo, "dvc", "repro")
-    assert stages_run(first.stdout) == [
+    assert stages_run(FIRST_RUN["stdout"]) == [
         "simulate",
         "ingest",
         "validate",
@@ -38,8 +46,6 @@ def test_repro_runs_every_stage_then_nothing(repo):
     ]
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert metrics["model"]["rmse"] < metrics["baselines"]["mean"]["rmse"]
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "baseline")
     again = sh(repo, "dvc", "repro")
     assert stages_run(again.stdout) == []
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
@@ -55,7 +61,7 @@ def test_the_bundle_records_its_lineage_and_serves(repo):
     code_commit = sh(repo, "git", "log", "-1", "--format=%H", "--", "src").stdout.strip()
     assert meta["git"] == {"revision": code_commit, "dirty": False}
     assert json.loads((repo / "metrics" / "package.json").read_text())["passed"] is True
-    from mlpipe.predictor import Predictor
+    from mlpipe.serving.predictor import Predictor
 
     test = pd.read_parquet(repo / "data" / "processed" / "test.parquet")
     assert Predictor(repo / "models" / "package").predict_frame(test).values.shape == (len(test),)
@@ -63,8 +69,8 @@ def test_the_bundle_records_its_lineage_and_serves(repo):
 
 def test_another_host_retrains_the_committed_model_bit_for_bit(repo):
     """Train, evaluate and package again on an emulated other machine: the same bytes, so a fresh
-    clone elsewhere leaves ``git status`` clean. Without the pins (:mod:`mlpipe.host`,
-    :mod:`mlpipe.portable`) one core alone changes the weights and OpenBLAS's kernels the
+    clone elsewhere leaves ``git status`` clean. Without the pins (:mod:`mlpipe.core.host`,
+    :mod:`mlpipe.evaluation.portable`) one core alone changes the weights and OpenBLAS's kernels the
     linear baseline."""
     lock = (repo / "dvc.lock").read_text()
     rerun = sh(repo, "dvc", "repro", "--force", "-s", "train", "evaluate", "package", host=OTHER_HOST)

@@ -20,7 +20,7 @@ from sklearn import datasets
 from tests.pipeline.repo import ROOT, make_repo, sh
 from tests.serving.test_server import serving
 
-from mlpipe.predictor import Predictor
+from mlpipe.serving.predictor import Predictor
 
 pytestmark = pytest.mark.pipeline
 

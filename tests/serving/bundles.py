@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from mlpipe import bundle
+from mlpipe.bundle import layout as bundle
 
 
 def refresh_checksums(folder: Path, version: bool = True) -> None:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from tests.tiny import TINY
 
-from mlpipe import evaluate, io, package, preprocess, train
+from mlpipe import evaluate, package, preprocess, train
+from mlpipe.core import files
 
 
 def write_lock(path: Path, outs: dict[str, Path]) -> None:
@@ -41,7 +42,7 @@ def built(tmp_path_factory, valid_frame: pd.DataFrame, params_dict: dict) -> Pat
         data[section].update(values)
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(data))
-    io.write_parquet(root / "valid.parquet", valid_frame)
+    files.write_parquet(root / "valid.parquet", valid_frame)
     common = ["--params", str(params)]
     preprocess.main(
         [*common, "--data", str(root / "valid.parquet"), "--out", str(root / "splits")]
@@ -72,7 +73,7 @@ def bundle_copy(built: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def test_frame(built: Path) -> pd.DataFrame:
-    return io.read_parquet(built / "splits" / "test.parquet")
+    return files.read_parquet(built / "splits" / "test.parquet")
 
 
 @pytest.fixture(scope="session")

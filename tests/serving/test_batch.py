@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.cli import main
-from mlpipe.predictor import Predictor
+from mlpipe.cli.main import main
+from mlpipe.serving.predictor import Predictor
 
 FORMATS = ("csv", "parquet", "jsonl")
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from tests.serving.test_batch import read, write
 
-from mlpipe.batch import predict_file
-from mlpipe.cli import main
-from mlpipe.errors import PipelineError
-from mlpipe.predictor import Predictor
-from mlpipe.scale import dask_scoring
+from mlpipe.cli.main import main
+from mlpipe.core.errors import PipelineError
+from mlpipe.serving import cluster as scoring
+from mlpipe.serving.batch import predict_file
+from mlpipe.serving.predictor import Predictor
 
 distributed = pytest.importorskip("dask.distributed")
 
@@ -48,9 +48,9 @@ def parts(tmp_path: Path, test_frame: pd.DataFrame) -> Path:
 
 
 def test_cluster_output_equals_single_process_output_part_by_part(built, parts, tmp_path, cluster):
-    found = dask_scoring.input_parts(str(parts))
+    found = scoring.input_parts(str(parts))
     assert [p.name for p in found] == ["part-0.parquet", "part-1.csv", "part-2.jsonl", "part-3.parquet"]
-    reports, failed = dask_scoring.score_parts(cluster, built / "bundle", found, tmp_path / "out")
+    reports, failed = scoring.score_parts(cluster, built / "bundle", found, tmp_path / "out")
     assert failed == [] and len(reports) == 4
     assert os.getpid() not in {r.worker for r in reports}  # scored in the worker processes
     local = Predictor(built / "bundle").load()
@@ -70,8 +70,8 @@ def test_a_bad_row_fails_its_part_only_with_the_single_process_error(
     write(bad, parts / "part-9.csv")
     with pytest.raises(PipelineError) as single:
         predict_file(Predictor(built / "bundle").load(), parts / "part-9.csv", tmp_path / "x.parquet")
-    found = dask_scoring.input_parts(str(parts / "part-*"))
-    reports, failed = dask_scoring.score_parts(cluster, built / "bundle", found, tmp_path / "out", "csv")
+    found = scoring.input_parts(str(parts / "part-*"))
+    reports, failed = scoring.score_parts(cluster, built / "bundle", found, tmp_path / "out", "csv")
     assert [(p.name, error) for p, error in failed] == [("part-9.csv", str(single.value))]
     assert "line 5" in str(single.value) and "age" in str(single.value)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"part-{i}.csv" for i in range(4)]
@@ -100,4 +100,4 @@ def test_cli_scores_a_folder_on_a_scheduler_and_exits_1_naming_failed_parts(
 
 def test_a_worker_refuses_a_bundle_whose_version_differs(built):
     with pytest.raises(PipelineError, match="the client verified 000000000000"):
-        dask_scoring.worker_predictor(str(built / "bundle"), "000000000000", 1)
+        scoring.worker_predictor(str(built / "bundle"), "000000000000", 1)

@@ -12,9 +12,10 @@ import pytest
 import yaml
 from tests.serving.bundles import another_version, refresh_checksums
 
-from mlpipe import cli, io
-from mlpipe.predictor import Predictor
-from mlpipe.serving.http import log_lines
+from mlpipe.cli import main as cli
+from mlpipe.core import files
+from mlpipe.serving.http.bodies import log_lines
+from mlpipe.serving.predictor import Predictor
 
 DAY = "2026-12-01T10:00:00.000+00:00"
 
@@ -94,7 +95,7 @@ def test_the_test_split_served_and_labelled_gives_the_test_metrics_and_no_drift(
     assert "healthy" in capsys.readouterr().err
 
     training = tmp_path / "training.jsonl"  # the reference's own rows: no drift at all
-    write_log(training, built / "bundle", records_of(io.read_parquet(built / "splits" / "train.parquet")))
+    write_log(training, built / "bundle", records_of(files.read_parquet(built / "splits" / "train.parquet")))
     assert monitor(tmp_path, params, built / "bundle", training) == 3  # none of them labelled
     assert {d["psi"] for d in result(tmp_path)["drift"]["inputs"].values()} == {0.0}
 
@@ -102,7 +103,7 @@ def test_the_test_split_served_and_labelled_gives_the_test_metrics_and_no_drift(
 def test_a_shifted_period_alerts_naming_the_error_and_the_drifted_columns(
     built: Path, tmp_path: Path, capsys
 ):
-    train = io.read_parquet(built / "splits" / "train.parquet")  # the reference's rows, then shifted
+    train = files.read_parquet(built / "splits" / "train.parquet")  # the reference's rows, then shifted
     night = [{**r, "time_of_day": "night", "difficulty_level": 10} for r in records_of(train)]
     log = tmp_path / "predictions.jsonl"
     write_log(log, built / "bundle", night)
@@ -242,14 +243,14 @@ def params_url(params: Path) -> str:
 
 
 def test_streamed_chunks_give_the_same_result_as_one(built: Path, tmp_path: Path, setting):
-    from mlpipe.ingest import database_url
-    from mlpipe.monitoring import command, scan
-    from mlpipe.params import load_params
+    from mlpipe.core.params import load_params
+    from mlpipe.monitoring import scan, verdict
+    from mlpipe.sources.reading import database_url
 
     params, records = setting
     log = tmp_path / "predictions.jsonl"
     write_log(log, built / "bundle", records)
-    served = command.served_by(built / "bundle")
+    served = verdict.served_by(built / "bundle")
     loaded = load_params(params).monitor
     outcomes = scan.Outcomes(database_url(loaded.url), loaded.outcomes, loaded.id, served.target)
     whole = scan.scan([log], served, outcomes, loaded.id, chunk_lines=10**6)

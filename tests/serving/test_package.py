@@ -10,12 +10,17 @@ import pytest
 import yaml
 from tests.serving.conftest import run_package
 
-from mlpipe import bundle, features, gate, io, lineage, package
-from mlpipe.errors import PipelineError
-from mlpipe.params import GateParams
+from mlpipe import package
+from mlpipe.bundle import layout as bundle
+from mlpipe.bundle import lineage
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import GateParams
+from mlpipe.evaluation import gate
+from mlpipe.features import preprocessor
 
 keras = pytest.importorskip("keras")
-from mlpipe.model import dense_weights, load_model, predict  # noqa: E402
+from mlpipe.training.model import dense_weights, load_model, predict  # noqa: E402
 
 EVALUATION = {
     "model": {"rmse": 0.42, "r2": 0.9},
@@ -61,7 +66,7 @@ def test_gate_refuses_an_unknown_baseline_or_metric():
 
 
 def test_input_schema_takes_ranges_from_the_contract_and_levels_from_training(built: Path, params):
-    prep = features.Preprocessor.from_dict(io.read_json(built / "prep.json"))
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(built / "prep.json"))
     schema = package.input_schema(prep, params.validate.columns)
     assert list(schema) == prep.input_columns
     assert schema["age"] == {"type": "integer", "min": 18, "max": 35}
@@ -143,10 +148,10 @@ def test_the_revision_is_the_last_commit_of_those_files(tmp_path: Path, monkeypa
     git("add", "-A")
     git("commit", "-qm", "docs")
     monkeypatch.chdir(tmp_path)
-    files = [str(tmp_path / "code.py")]
-    assert lineage.git_revision(files) == {"revision": code_commit, "dirty": False}
+    paths = [str(tmp_path / "code.py")]
+    assert lineage.git_revision(paths) == {"revision": code_commit, "dirty": False}
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert lineage.git_revision(files) == {"revision": code_commit, "dirty": True}
+    assert lineage.git_revision(paths) == {"revision": code_commit, "dirty": True}
 
 
 def test_bundle_holds_the_files_metadata_and_card(built: Path):
@@ -169,13 +174,13 @@ def test_bundle_holds_the_files_metadata_and_card(built: Path):
     assert meta["files"]["model.onnx"] == bundle.sha256(onnx_bytes)
     assert set(meta["files"]) == set(bundle.list_files(folder)) - {"metadata.json", "SHA256SUMS"}
     assert meta["metrics"] == {
-        k: v for k, v in io.read_json(built / "evaluate.json").items() if k in meta["metrics"]
+        k: v for k, v in files.read_json(built / "evaluate.json").items() if k in meta["metrics"]
     }
     assert meta["params"]["train"]["units"] == [32, 16]
     lock = yaml.safe_load((built / "dvc.lock").read_text())
     assert meta["lineage"][str(built / "prep.json")] == lock["stages"]["preprocess"]["outs"][0]["md5"]
     assert {"python", "numpy", "onnx", "onnxruntime", "keras", "tensorflow"} <= set(meta["libraries"])
-    assert meta["gate"] == io.read_json(built / "package.json")
+    assert meta["gate"] == files.read_json(built / "package.json")
     card = (folder / "README.md").read_text()
     assert f"# Model card: study-time ({meta['version']})" in card
     assert f"| model (this bundle) | {meta['metrics']['model']['rmse']:.3f}" in card
@@ -185,14 +190,14 @@ def test_bundle_holds_the_files_metadata_and_card(built: Path):
 def test_the_reference_sketches_every_input_of_the_training_split_and_the_test_predictions(
     built: Path, test_frame
 ):
-    from mlpipe import reference
-    from mlpipe.predictor import Predictor
+    from mlpipe.bundle import reference
+    from mlpipe.serving.predictor import Predictor
 
     folder = built / "bundle"
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["files"]["reference.json"] == bundle.sha256((folder / "reference.json").read_bytes())
-    ref = reference.Reference.from_dict(io.read_json(folder / "reference.json"), "reference.json")
-    train = io.read_parquet(built / "splits" / "train.parquet")
+    ref = reference.Reference.from_dict(files.read_json(folder / "reference.json"), "reference.json")
+    train = files.read_parquet(built / "splits" / "train.parquet")
     assert sorted(ref.inputs) == sorted(meta["inputs"])
     for name, sketch in ref.inputs.items():
         assert sketch.total == len(train), name
@@ -214,15 +219,15 @@ def test_the_reference_sketches_every_input_of_the_training_split_and_the_test_p
 
 
 def test_the_bundle_predicts_what_keras_predicts_on_the_whole_test_split(built: Path, test_frame):
-    from mlpipe.predictor import Predictor
+    from mlpipe.serving.predictor import Predictor
 
-    prep = features.Preprocessor.from_dict(io.read_json(built / "prep.json"))
-    expected = predict(load_model(built / "model"), features.transform(test_frame, prep))
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(built / "prep.json"))
+    expected = predict(load_model(built / "model"), preprocessor.transform(test_frame, prep))
     onnx = Predictor(built / "bundle").predict_frame(test_frame).values
     assert len(onnx) == len(test_frame) > 100
     assert np.max(np.abs(onnx - expected)) <= 1e-5
 
-    from mlpipe import savedmodel
+    from mlpipe.bundle import savedmodel
 
     serve = savedmodel.load_signature(built / "bundle" / "saved_model")
     tf_values = serve(**savedmodel.feed(test_frame, prep))["prediction"].numpy().reshape(-1)
@@ -236,7 +241,7 @@ def test_a_failed_gate_writes_the_verdict_and_no_bundle(built: Path, tmp_path: P
     params.write_text(yaml.safe_dump(raw))
     with pytest.raises(PipelineError, match=r"gate failed, not packaging: rmse = [0-9.]+ > max 0.01"):
         run_package(built, tmp_path / "bundle", tmp_path / "verdict.json", params)
-    assert io.read_json(tmp_path / "verdict.json")["passed"] is False
+    assert files.read_json(tmp_path / "verdict.json")["passed"] is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "verdict.json"]
 
 

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlpipe import features, fitting, onnx_graph, plan, savedmodel
-from mlpipe.errors import PipelineError
-from mlpipe.gate import parity_difference
-from mlpipe.model import dense_weights, predict
-from mlpipe.params import PreprocessParams
+from mlpipe.bundle import onnx_graph, savedmodel
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import PreprocessParams
+from mlpipe.evaluation.gate import parity_difference
+from mlpipe.features import fitting, plan, preprocessor
+from mlpipe.training.model import dense_weights, predict
 
 RECORDS_PER_TASK = 2000
 BATCH = 40
@@ -91,12 +92,12 @@ class Compiled:
         self.session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
         savedmodel.export(self.network, self.prep, folder / "saved_model")
         self.signature = savedmodel.load_signature(folder / "saved_model")
-        self.plan = features.plan_of(self.prep)
+        self.plan = preprocessor.plan_of(self.prep)
 
     def numpy(self, frame: pd.DataFrame) -> np.ndarray:
         """numpy features (training's path) into Keras; NaN for the rows the plan refuses."""
-        lowered = features.lower(frame, self.prep)
-        refused = plan.refused_rows(lowered, features.NumpyOps())
+        lowered = preprocessor.lower(frame, self.prep)
+        refused = plan.refused_rows(lowered, preprocessor.NumpyOps())
         output = predict(self.network, np.nan_to_num(lowered.features)).astype(np.float64)
         output = output.reshape(len(frame), -1)
         if refused is not None:
@@ -104,7 +105,7 @@ class Compiled:
         return output
 
     def onnx(self, frame: pd.DataFrame) -> np.ndarray:
-        feed = features.plan_inputs(frame, self.plan)
+        feed = preprocessor.plan_inputs(frame, self.plan)
         return self.session.run(None, feed)[0].astype(np.float64)
 
     def saved_model(self, frame: pd.DataFrame) -> np.ndarray:
@@ -198,7 +199,7 @@ def one(compiled: Compiled, **changes) -> pd.DataFrame:
 def test_an_unknown_cyclical_level_is_refused_by_all_three(compiled: Compiled):
     assert agree(compiled, one(compiled, **{"time of day": "dawn"})).tolist() == [True]
     with pytest.raises(PipelineError, match="column 'time of day' has unknown level 'dawn' at row 0"):
-        features.transform(one(compiled, **{"time of day": "dawn"}), compiled.prep)
+        preprocessor.transform(one(compiled, **{"time of day": "dawn"}), compiled.prep)
 
 
 def test_unknown_category_follows_the_policy_in_all_three(compiled: Compiled):

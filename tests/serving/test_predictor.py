@@ -14,9 +14,9 @@ import pytest
 from onnx import TensorProto, helper
 from tests.serving.bundles import refresh_checksums
 
-from mlpipe import bundle
-from mlpipe.bundle import BundleError
-from mlpipe.predictor import Predictor, RecordError
+from mlpipe.bundle import layout as bundle
+from mlpipe.bundle.layout import BundleError
+from mlpipe.serving.predictor import Predictor, RecordError
 
 
 class Exploit:
@@ -203,7 +203,7 @@ def test_serving_imports_neither_tensorflow_nor_keras(built: Path, record: dict)
     script = (
         "import json, sys\n"
         "from mlpipe import batch, cli, server\n"
-        "from mlpipe.predictor import Predictor\n"
+        "from mlpipe.serving.predictor import Predictor\n"
         f"Predictor({str(built / 'bundle')!r}).predict_one(json.loads(sys.argv[1]))\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))\n"
     )

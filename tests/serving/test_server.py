@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from tests.serving.bundles import another_version
 
-from mlpipe.predictor import Predictor, StaleBundle, shared
-from mlpipe.server import challenger_fraction
-from mlpipe.serving import scoring
+from mlpipe.serving.http import scoring
+from mlpipe.serving.http.app import challenger_fraction
+from mlpipe.serving.predictor import Predictor, StaleBundle, shared
 
 
 def free_port() -> int:

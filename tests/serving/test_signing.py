@@ -12,10 +12,12 @@ from tests.serving.bundles import refresh_checksums
 from tests.serving.conftest import run_package
 from tests.serving.test_server import serving, settled
 
-from mlpipe import bundle, cli, signing
-from mlpipe.bundle import BundleError
-from mlpipe.predictor import Predictor
-from mlpipe.scale.dask_scoring import worker_predictor
+from mlpipe.bundle import layout as bundle
+from mlpipe.bundle import signing
+from mlpipe.bundle.layout import BundleError
+from mlpipe.cli import main as cli
+from mlpipe.serving.cluster import worker_predictor
+from mlpipe.serving.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

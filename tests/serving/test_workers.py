@@ -21,9 +21,9 @@ import pytest
 from tests.serving.bundles import another_version
 from tests.serving.test_server import sample, samples, serving
 
-from mlpipe.predictor import Predictor
-from mlpipe.serving.batching import Batcher
-from mlpipe.serving.http import Problem
+from mlpipe.serving.http.batching import Batcher
+from mlpipe.serving.http.bodies import Problem
+from mlpipe.serving.predictor import Predictor
 
 
 @pytest.fixture

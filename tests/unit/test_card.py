@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlpipe import card
+from mlpipe.bundle import card
 
 EVALUATION = {
     "model": {"rmse": 0.4212, "r2": 0.9, "log_loss_ignored": 1.0},

@@ -6,7 +6,7 @@ from importlib import metadata
 
 import pytest
 
-from mlpipe import cli
+from mlpipe.cli import main as cli
 
 COMMANDS = ("predict", "serve", "register", "promote", "rollback", "compare", "fetch", "gc", "sweep")
 

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from mlpipe import evaluate, features, fitting, metrics, plots
-from mlpipe.errors import PipelineError
+from mlpipe import evaluate
+from mlpipe.core.errors import PipelineError
+from mlpipe.evaluation import metrics, plots
+from mlpipe.features import fitting, preprocessor
 
 
 def test_regression_metrics_known_values():
@@ -29,7 +31,7 @@ def test_permutation_importance_finds_the_column_that_matters(valid_frame, param
     prep = fitting.fit(valid_frame, params.preprocess)
     base_time = prep.feature_names.index("estimated_base_time")
     model = evaluate.RawModel(prep, lambda x: x[:, base_time])  # uses one feature only
-    y = features.transform(valid_frame, prep)[:, base_time]
+    y = preprocessor.transform(valid_frame, prep)[:, base_time]
     importance = evaluate.permutation_importance(model, valid_frame, y, repeats=2, seed=0)
     assert set(importance) == set(prep.input_columns)
     assert importance["estimated_base_time"]["rmse_increase"] > 1.0

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import features, fitting, formulas
-from mlpipe.errors import PipelineError
+from mlpipe.core.errors import PipelineError
+from mlpipe.features import fitting, formulas, preprocessor
 
 
 def test_expression_reads_columns_and_computes():
@@ -33,7 +33,7 @@ def test_expression_refuses_anything_but_arithmetic(text):
 
 def test_fit_transform_scales_on_train_and_encodes(valid_frame, params):
     prep = fitting.fit(valid_frame, params.preprocess)
-    x = features.transform(valid_frame, prep)
+    x = preprocessor.transform(valid_frame, prep)
     names = prep.feature_names
     assert x.shape == (len(valid_frame), len(names)) and x.dtype == np.float32
     numeric = len(prep.numeric) + len(prep.derived)
@@ -54,7 +54,7 @@ def test_fit_transform_scales_on_train_and_encodes(valid_frame, params):
 def test_cyclical_distance_goes_round_the_clock(valid_frame, params):
     prep = fitting.fit(valid_frame, params.preprocess)
     frame = valid_frame.head(3).assign(time_of_day=["morning", "night", "afternoon"])
-    x = features.transform(frame, prep)
+    x = preprocessor.transform(frame, prep)
     sin, cos = (prep.feature_names.index(f"time_of_day_{f}") for f in ("sin", "cos"))
     points = x[:, [sin, cos]]
 
@@ -70,12 +70,12 @@ def test_cyclical_distance_goes_round_the_clock(valid_frame, params):
 def test_unknown_category_policy(valid_frame, params):
     prep = fitting.fit(valid_frame, params.preprocess)
     odd = valid_frame.head(2).assign(subject=["astrology", "physics"])
-    x = features.transform(odd, prep)
+    x = preprocessor.transform(odd, prep)
     block = [prep.feature_names.index(f"subject={level}") for level in prep.categories["subject"]]
     assert x[0, block].sum() == 0 and x[1, block].sum() == 1
     strict = fitting.fit(valid_frame, params.preprocess.model_copy(update={"unknown_category": "error"}))
     with pytest.raises(PipelineError, match="column 'subject' has unknown category 'astrology' at row 0"):
-        features.transform(odd, strict)
+        preprocessor.transform(odd, strict)
 
 
 def no_imputation(params):
@@ -89,28 +89,28 @@ def no_imputation(params):
 def test_transform_errors_name_the_column(valid_frame, params):
     prep = fitting.fit(valid_frame, no_imputation(params))
     with pytest.raises(PipelineError, match="column 'age' is missing"):
-        features.transform(valid_frame.drop(columns=["age"]), prep)
+        preprocessor.transform(valid_frame.drop(columns=["age"]), prep)
     with pytest.raises(PipelineError, match="column 'age' has 1 missing"):
-        features.transform(valid_frame.head(3).assign(age=[20, None, 30]), prep)
+        preprocessor.transform(valid_frame.head(3).assign(age=[20, None, 30]), prep)
     with pytest.raises(PipelineError, match="column 'subject' has 1 missing"):
-        features.transform(valid_frame.head(3).assign(subject=["physics", None, "history"]), prep)
+        preprocessor.transform(valid_frame.head(3).assign(subject=["physics", None, "history"]), prep)
     zero = valid_frame.head(2).assign(avg_focus_duration=[0.0, 30.0])
     with pytest.raises(PipelineError, match="derived feature 'difficulty_focus_ratio'.*first at row 0"):
-        features.transform(zero, prep)
+        preprocessor.transform(zero, prep)
     with pytest.raises(PipelineError, match="column 'time_of_day' has unknown level 'dawn'"):
-        features.transform(valid_frame.head(1).assign(time_of_day="dawn"), prep)
+        preprocessor.transform(valid_frame.head(1).assign(time_of_day="dawn"), prep)
 
 
 def test_json_round_trip_gives_identical_output(valid_frame, params):
     import json
 
     prep = fitting.fit(valid_frame, params.preprocess)
-    again = features.Preprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
+    again = preprocessor.Preprocessor.from_dict(json.loads(json.dumps(prep.to_dict())))
     np.testing.assert_array_equal(
-        features.transform(valid_frame, prep), features.transform(valid_frame, again)
+        preprocessor.transform(valid_frame, prep), preprocessor.transform(valid_frame, again)
     )
     with pytest.raises(PipelineError, match="not a version-1 preprocessor"):
-        features.Preprocessor.from_dict({"version": 99})
+        preprocessor.Preprocessor.from_dict({"version": 99})
 
 
 def test_fit_checks_roles_against_data(valid_frame, params):
@@ -125,11 +125,11 @@ def test_fit_checks_roles_against_data(valid_frame, params):
 
 def test_target(valid_frame, params):
     prep = fitting.fit(valid_frame, params.preprocess)
-    assert features.target(valid_frame, prep).dtype == np.float32
-    x, y = features.matrices(valid_frame, prep)
+    assert preprocessor.target(valid_frame, prep).dtype == np.float32
+    x, y = preprocessor.matrices(valid_frame, prep)
     assert x.shape[0] == y.shape[0] == len(valid_frame)
     with pytest.raises(PipelineError, match="target column 'actual_duration' is missing"):
-        features.target(pd.DataFrame({"a": [1]}), prep)
+        preprocessor.target(pd.DataFrame({"a": [1]}), prep)
 
 
 def test_missing_values_are_filled_with_training_statistics(valid_frame, params):
@@ -146,7 +146,7 @@ def test_missing_values_are_filled_with_training_statistics(valid_frame, params)
         subject=holes["subject"].fillna(prep.fill["subject"]),
         time_of_day=holes["time_of_day"].fillna(prep.fill["time_of_day"]),
     )
-    np.testing.assert_array_equal(features.transform(holes, prep), features.transform(filled, prep))
+    np.testing.assert_array_equal(preprocessor.transform(holes, prep), preprocessor.transform(filled, prep))
     mean = fitting.fit(
         holes,
         params.preprocess.model_copy(
@@ -178,8 +178,8 @@ def test_classification_targets_become_class_indices(valid_frame, params):
     )
     prep = fitting.fit(frame, binary)
     assert prep.classes == ["yes", "no"]  # the positive class goes last
-    assert features.target(frame.head(3), prep).tolist() == [
+    assert preprocessor.target(frame.head(3), prep).tolist() == [
         0 if v == "yes" else 1 for v in frame["passed"][:3]
     ]
     with pytest.raises(PipelineError, match="class 'maybe' at row 0, not seen in training"):
-        features.target(frame.head(2).assign(passed=["maybe", "yes"]), prep)
+        preprocessor.target(frame.head(2).assign(passed=["maybe", "yes"]), prep)

@@ -5,28 +5,31 @@ import pytest
 import yaml
 
 from mlpipe import ingest
-from mlpipe.errors import PipelineError
-from mlpipe.stage import run
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.stage import run
+from mlpipe.sources import reading as sources
 
 
 def test_url_refuses_password_and_takes_it_from_environment():
     with pytest.raises(PipelineError, match="must not contain a password.*MLPIPE_DB_PASSWORD"):
-        ingest.database_url("postgresql://analyst:hunter2@db.example/lms", environ={})
-    url = ingest.database_url("postgresql://analyst@db.example/lms", environ={"MLPIPE_DB_PASSWORD": "s3cret"})
+        sources.database_url("postgresql://analyst:hunter2@db.example/lms", environ={})
+    url = sources.database_url(
+        "postgresql://analyst@db.example/lms", environ={"MLPIPE_DB_PASSWORD": "s3cret"}
+    )
     assert url.password == "s3cret"
     assert "s3cret" not in url.render_as_string(hide_password=True)
 
 
 def test_url_errors_are_specific(tmp_path):
     with pytest.raises(PipelineError, match="not a valid SQLAlchemy URL"):
-        ingest.database_url("not a url", environ={})
+        sources.database_url("not a url", environ={})
     with pytest.raises(PipelineError, match="SQLite database file not found"):
-        ingest.database_url(f"sqlite:///{tmp_path}/missing.db", environ={})
+        sources.database_url(f"sqlite:///{tmp_path}/missing.db", environ={})
 
 
 def test_reads_the_joined_table_in_chunks(demo_db, params, tmp_path):
-    url = ingest.database_url(f"sqlite:///{demo_db}", environ={})
-    chunks = list(ingest.read_chunks(url, params.ingest.query, chunk_rows=400))
+    url = sources.database_url(f"sqlite:///{demo_db}", environ={})
+    chunks = list(sources.read_chunks(url, params.ingest.query, chunk_rows=400))
     assert [len(c) for c in chunks] == [400, 400, 400, 300]
     out = tmp_path / "raw.parquet"
     assert ingest.write_snapshot(iter(chunks), out) == {"rows": 1500, "columns": 20}
@@ -41,15 +44,15 @@ def test_reads_the_joined_table_in_chunks(demo_db, params, tmp_path):
 
 
 def test_bad_query_is_one_clear_line(demo_db):
-    url = ingest.database_url(f"sqlite:///{demo_db}", environ={})
+    url = sources.database_url(f"sqlite:///{demo_db}", environ={})
     with pytest.raises(PipelineError, match="no such table: nope") as info:
-        list(ingest.read_chunks(url, "SELECT * FROM nope"))
+        list(sources.read_chunks(url, "SELECT * FROM nope"))
     assert "\n" not in str(info.value)
 
 
 def test_empty_result_fails(tmp_path, demo_db):
-    url = ingest.database_url(f"sqlite:///{demo_db}", environ={})
-    chunks = ingest.read_chunks(url, "SELECT * FROM students WHERE 0")
+    url = sources.database_url(f"sqlite:///{demo_db}", environ={})
+    chunks = sources.read_chunks(url, "SELECT * FROM students WHERE 0")
     with pytest.raises(PipelineError, match="the source has no rows"):
         ingest.write_snapshot(chunks, tmp_path / "x.parquet")
 
@@ -92,9 +95,9 @@ def test_sqlite_needs_no_password_even_when_one_is_set(tmp_path, monkeypatch):
         con.execute("INSERT INTO t VALUES (1)")
     con.close()
     monkeypatch.setenv("MLPIPE_DB_PASSWORD", "for-the-server-database")
-    url = ingest.database_url(f"sqlite:///{db}")
+    url = sources.database_url(f"sqlite:///{db}")
     assert url.password is None
-    assert len(next(ingest.read_chunks(url, "SELECT a FROM t"))) == 1
+    assert len(next(sources.read_chunks(url, "SELECT a FROM t"))) == 1
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -140,14 +143,14 @@ def test_file_sources_refuse_a_query_and_a_missing_file(tmp_path, params_dict, c
 
 
 def test_ingest_and_predict_read_the_same_cells_as_missing(tmp_path):
-    """One rule for both readers (io.CSV_NULLS): an empty cell or a null-like text in a CSV, a null
+    """One rule for both readers (tables.CSV_NULLS): an empty cell or a null-like text in a CSV, a null
     or an empty text in Parquet or SQL, is missing for ingest's snapshot and for mlpipe predict."""
-    from mlpipe import batch
+    from mlpipe.serving import batch
 
     source = tmp_path / "team.csv"
     source.write_text("row_id,topic,hours\n1,,2.5\n2,algebra,\n3,NA,1.0\n4,geometry,n/a\n5,algebra,3.0\n")
     snapshot = tmp_path / "raw.parquet"
-    ingest.write_snapshot(ingest.read_file_chunks(source), snapshot)
+    ingest.write_snapshot(sources.read_file_chunks(source), snapshot)
     ingested = pd.read_parquet(snapshot)
     assert ingested["topic"].isna().tolist() == [True, False, True, False, False]  # not the text ""
     assert ingested["hours"].isna().tolist() == [False, True, False, True, False]
@@ -159,6 +162,6 @@ def test_ingest_and_predict_read_the_same_cells_as_missing(tmp_path):
 
     parquet = tmp_path / "team.parquet"
     pd.DataFrame({"row_id": [1, 2, 3], "topic": ["", None, "NA"]}).to_parquet(parquet)
-    ingest.write_snapshot(ingest.read_file_chunks(parquet), snapshot)
+    ingest.write_snapshot(sources.read_file_chunks(parquet), snapshot)
     topic = pd.read_parquet(snapshot)["topic"]
     assert topic.isna().tolist() == [True, True, False] and topic[2] == "NA"  # "NA" is Parquet text

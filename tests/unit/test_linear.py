@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from tests.pipeline.repo import OTHER_HOST, one_core
 
-from mlpipe import linear, metrics, portable
-from mlpipe.errors import PipelineError
+from mlpipe.core.errors import PipelineError
+from mlpipe.evaluation import baselines, metrics, portable
 
 
 def data(n: int = 3000, d: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -25,7 +25,7 @@ def test_ridge_is_scikit_learns_ridge():
     from sklearn.linear_model import Ridge
 
     x, y = data()
-    ours = linear.Ridge.fit(x, y, alpha=3.0)
+    ours = baselines.Ridge.fit(x, y, alpha=3.0)
     theirs = Ridge(alpha=3.0).fit(x.astype(np.float64), y)
     np.testing.assert_allclose(ours.coef, theirs.coef_, rtol=0, atol=1e-11)
     np.testing.assert_allclose(ours.predict(x), theirs.predict(x.astype(np.float64)), rtol=0, atol=1e-10)
@@ -36,7 +36,7 @@ def test_binary_logistic_is_scikit_learns_at_its_optimum():
 
     x, y = data()
     labels = (y > 0.3).astype(np.int64)
-    ours = linear.Logistic.fit(x, labels, 2, alpha=2.0)
+    ours = baselines.Logistic.fit(x, labels, 2, alpha=2.0)
     theirs = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(x.astype(np.float64), labels)
     np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x.astype(np.float64)), atol=1e-7)
 
@@ -44,7 +44,7 @@ def test_binary_logistic_is_scikit_learns_at_its_optimum():
 def test_multinomial_logistic_reaches_the_penalised_optimum():
     x, y = data()
     labels = np.digitize(y, [-1.0, 1.0])
-    model = linear.Logistic.fit(x, labels, 3, alpha=1.0)
+    model = baselines.Logistic.fit(x, labels, 3, alpha=1.0)
     proba = model.predict_proba(x)
     assert proba.shape == (len(x), 3) and np.allclose(proba.sum(axis=1), 1)
     # the gradient of the penalised log loss vanishes (weights penalised, intercepts not)
@@ -76,11 +76,12 @@ FIT = """
 import json, sys
 import numpy as np
 from tests.unit.test_linear import data
-from mlpipe import linear, metrics
+from mlpipe.evaluation import baselines
+from mlpipe.evaluation import metrics
 x, y = data()
-ridge = linear.Ridge.fit(x, y, 3.0)
-binary = linear.Logistic.fit(x, (y > 0.3).astype(np.int64), 2, 2.0)
-multi = linear.Logistic.fit(x, np.digitize(y, [-1.0, 1.0]), 3, 1.0)
+ridge = baselines.Ridge.fit(x, y, 3.0)
+binary = baselines.Logistic.fit(x, (y > 0.3).astype(np.int64), 2, 2.0)
+multi = baselines.Logistic.fit(x, np.digitize(y, [-1.0, 1.0]), 3, 1.0)
 loss = metrics.log_loss(np.digitize(y, [-1.0, 1.0]), multi.predict_proba(x))
 coefs = [m.coef.tobytes().hex() for m in (ridge, binary, multi)]
 print(json.dumps([*coefs, loss.hex()]))

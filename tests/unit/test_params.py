@@ -2,8 +2,8 @@ import copy
 
 import pytest
 
-from mlpipe.errors import PipelineError
-from mlpipe.params import load_params, parse_params
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import load_params, parse_params
 
 
 def changed(params_dict: dict, section: str, **values) -> dict:

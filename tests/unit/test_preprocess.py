@@ -5,8 +5,10 @@ import pytest
 import yaml
 from tests.unit.test_streaming import run_preprocess
 
-from mlpipe import features, io, preprocess
-from mlpipe.errors import PipelineError
+from mlpipe import preprocess
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.features import preprocessor
 
 
 def test_split_keeps_every_row_and_no_student_in_two_splits(valid_frame):
@@ -34,17 +36,17 @@ def test_split_needs_three_groups(valid_frame):
 
 def test_main_writes_splits_and_a_preprocessor_fitted_on_train(tmp_path, valid_frame, params_dict):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))
-    io.write_parquet(tmp_path / "valid.parquet", valid_frame)
+    files.write_parquet(tmp_path / "valid.parquet", valid_frame)
     preprocess.main(
         ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "valid.parquet")]
         + ["--out", str(tmp_path / "processed"), "--preprocessor", str(tmp_path / "prep.json")]
         + ["--metrics", str(tmp_path / "m.json")]
     )
     train = pd.read_parquet(tmp_path / "processed" / "train.parquet")
-    prep = features.Preprocessor.from_dict(io.read_json(tmp_path / "prep.json"))
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(tmp_path / "prep.json"))
     assert prep.mean["age"] == pytest.approx(train["age"].astype(float).mean())
     assert prep.mean["age"] != pytest.approx(valid_frame["age"].astype(float).mean(), abs=1e-9)
-    metrics = io.read_json(tmp_path / "m.json")
+    metrics = files.read_json(tmp_path / "m.json")
     assert sum(metrics[s]["rows"] for s in preprocess.SPLITS) == len(valid_frame)
     assert metrics["n_features"] == len(prep.feature_names)
 
@@ -64,7 +66,7 @@ def test_without_a_group_rows_are_split_one_by_one_and_deterministically(tmp_pat
     folder = run_preprocess(tmp_path, valid_frame, ungrouped)
     shares = params_dict["preprocess"]["val_share"], params_dict["preprocess"]["test_share"]
     expected = preprocess.split_by_group(valid_frame, None, *shares, seed=params_dict["base"]["seed"])
-    metrics = io.read_json(tmp_path / "processed_metrics.json")
+    metrics = files.read_json(tmp_path / "processed_metrics.json")
     for name in preprocess.SPLITS:  # the streamed split is the in-memory one
         written = pd.read_parquet(folder / f"{name}.parquet")
         pd.testing.assert_frame_equal(written, expected[name], check_dtype=False)

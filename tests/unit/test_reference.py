@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.errors import PipelineError
-from mlpipe.reference import Reference, Sketch, chi_square, edges_of, psi, sketch_columns
+from mlpipe.bundle.reference import Reference, Sketch, chi_square, edges_of, psi, sketch_columns
+from mlpipe.core.errors import PipelineError
 
 
 def number_sketch(values: np.ndarray, edges: list[float]) -> Sketch:

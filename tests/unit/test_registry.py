@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlpipe.params import RegistryParams
-from mlpipe.versions import comparison, registry
-from mlpipe.versions.repository import Project, RegistryError
+from mlpipe.core.params import RegistryParams
+from mlpipe.registry import comparison
+from mlpipe.registry import tags as registry
+from mlpipe.registry.repository import Project, RegistryError
 
 SETTINGS = RegistryParams(metric="model.rmse", tolerance=0.02)
 

@@ -8,9 +8,9 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from mlpipe.errors import PipelineError
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import IngestParams
 from mlpipe.monitoring.retrain import decide, monitoring_verdict, source_rows
-from mlpipe.params import IngestParams
 
 
 def test_enough_new_rows_or_an_alert_retrains_and_says_why():
@@ -52,8 +52,8 @@ def test_the_monitoring_verdict_is_read_from_its_metrics_file(tmp_path):
 def test_replay_reads_the_matching_rows_and_names_an_unreachable_service(tmp_path, params_dict):
     import socket
 
+    from mlpipe.core.params import parse_params
     from mlpipe.monitoring.replay import replay
-    from mlpipe.params import parse_params
 
     db = tmp_path / "source.db"
     with sqlite3.connect(db) as con:

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlpipe import scaffold
-from mlpipe.errors import PipelineError
-from mlpipe.params import load_params
+from mlpipe.cli import inference
+from mlpipe.cli import init as scaffold
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,16 +76,16 @@ def test_roles_contract_and_task_are_inferred_and_the_params_load(project):
     ],
 )
 def test_the_task_follows_the_target(values, task, expected):
-    assert scaffold.infer_task(pd.Series(values, name="y"), task, max_levels=100) == expected
+    assert inference.infer_task(pd.Series(values, name="y"), task, max_levels=100) == expected
 
 
 def test_a_target_with_more_classes_than_max_levels_is_refused(project):
     with pytest.raises(
         PipelineError, match=r"--target 'y': 5 classes, more than preprocess.max_levels \(4\)"
     ):
-        scaffold.infer_task(pd.Series(list("abcde"), name="y"), "multiclass", max_levels=4)
+        inference.infer_task(pd.Series(list("abcde"), name="y"), "multiclass", max_levels=4)
     with pytest.raises(PipelineError, match="holds text, not numbers"):
-        scaffold.infer_task(pd.Series(list("abc"), name="y"), "regression", max_levels=4)
+        inference.infer_task(pd.Series(list("abc"), name="y"), "regression", max_levels=4)
     with pytest.raises(PipelineError, match="data/elsewhere.csv: file not found"):
         scaffold.init("churn", "data/elsewhere.csv", "churned", root=project)
     assert not (project / "pipelines" / "churn").exists()
@@ -140,6 +141,6 @@ def test_training_and_the_gate_are_sized_to_the_table(
     params = load_params(scaffold.init("t", "data/t.parquet", "y", root=tmp_path) / "params.yaml")
     assert (params.train.units, params.train.batch_size) == (units, batch_size)
     assert params.train.dropout == [dropout] * len(units)
-    assert params.train.epochs == scaffold.EPOCHS  # early stopping, not the budget, ends training
+    assert params.train.epochs == inference.EPOCHS  # early stopping, not the budget, ends training
     assert params.package.gate.min_improvement == {"mean": 0.1, "linear": linear_margin}
     assert f"inferred: {rows} rows:" in (tmp_path / "pipelines" / "t" / "params.yaml").read_text()

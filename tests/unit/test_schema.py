@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe import bundle
+from mlpipe.bundle import layout as bundle
 from mlpipe.serving.schema import Schema
 
 INPUTS = {

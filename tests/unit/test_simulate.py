@@ -4,7 +4,8 @@ import sqlite3
 import numpy as np
 import pandas as pd
 
-from mlpipe import simulate, synthetic
+from mlpipe import simulate
+from mlpipe.demo import synthetic
 
 
 def read(path, table):

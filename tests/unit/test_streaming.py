@@ -7,28 +7,31 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlpipe import evaluate, features, feed, fitting, io, preprocess, validate
-from mlpipe.errors import PipelineError
+from mlpipe import evaluate, preprocess, validate
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.features import batches, fitting, preprocessor
+from mlpipe.training import feed
 
 BATCH = 97  # rows per batch: the ~1,500-row demo table spans 16 batches, the last one short
 
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    monkeypatch.setattr(io, "BATCH_ROWS", BATCH)
+    monkeypatch.setattr(files, "BATCH_ROWS", BATCH)
 
 
 def test_streamed_fit_equals_the_fit_in_memory(tmp_path, valid_frame, params):
     holes = valid_frame.copy()
     holes.loc[[5, 300, 1200], "age"] = None
     holes.loc[[7, 900], "subject"] = None
-    io.write_parquet(tmp_path / "train.parquet", holes)
+    files.write_parquet(tmp_path / "train.parquet", holes)
     for impute in ("median", "mean"):
         spec = params.preprocess.model_copy(
             update={"impute": params.preprocess.impute.model_copy(update={"numeric": impute})}
         )
         whole = fitting.fit(holes, spec)
-        streamed = fitting.fit(fitting.ParquetTable(tmp_path / "train.parquet", batch_rows=BATCH), spec)
+        streamed = fitting.fit(batches.ParquetTable(tmp_path / "train.parquet", batch_rows=BATCH), spec)
         assert streamed.categories == whole.categories and streamed.cyclical == whole.cyclical
         assert streamed.fill.keys() == whole.fill.keys()
         for name, value in whole.fill.items():
@@ -39,7 +42,7 @@ def test_streamed_fit_equals_the_fit_in_memory(tmp_path, valid_frame, params):
             assert streamed.mean[name] == pytest.approx(whole.mean[name], rel=1e-12, abs=1e-12)
             assert streamed.scale[name] == pytest.approx(whole.scale[name], rel=1e-12)
     # One batch is bit for bit what numpy computes on the whole column.
-    one = fitting.fit(fitting.ParquetTable(tmp_path / "train.parquet", batch_rows=10**6), params.preprocess)
+    one = fitting.fit(batches.ParquetTable(tmp_path / "train.parquet", batch_rows=10**6), params.preprocess)
     assert one == fitting.fit(holes, params.preprocess)
 
 
@@ -57,15 +60,15 @@ def test_moments_merge_exactly_enough_across_uneven_batches():
 def test_streamed_fit_names_the_row_of_a_bad_value_in_a_later_batch(tmp_path, valid_frame, params):
     holes = valid_frame.copy()
     holes.loc[1000, "age"] = None
-    io.write_parquet(tmp_path / "train.parquet", holes)
-    table = fitting.ParquetTable(tmp_path / "train.parquet", batch_rows=BATCH)
+    files.write_parquet(tmp_path / "train.parquet", holes)
+    table = batches.ParquetTable(tmp_path / "train.parquet", batch_rows=BATCH)
     with pytest.raises(PipelineError, match=r"column 'age' has 1 missing .* \(first at row 1000\)"):
         fitting.fit(table, params.preprocess, nullable=[])
 
 
 def run_preprocess(tmp_path, frame, params_dict, out="processed"):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))
-    io.write_parquet(tmp_path / "valid.parquet", frame)
+    files.write_parquet(tmp_path / "valid.parquet", frame)
     preprocess.main(
         ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "valid.parquet")]
         + ["--out", str(tmp_path / out), "--preprocessor", str(tmp_path / f"{out}.json")]
@@ -78,17 +81,17 @@ def test_preprocess_streams_the_same_splits_and_matrices_as_in_memory(
     tmp_path, valid_frame, params_dict, params, small_batches
 ):
     folder = run_preprocess(tmp_path, valid_frame, params_dict)
-    prep = features.Preprocessor.from_dict(io.read_json(tmp_path / "processed.json"))
+    prep = preprocessor.Preprocessor.from_dict(files.read_json(tmp_path / "processed.json"))
     splits = preprocess.split_by_group(
         valid_frame, "student_id", params.preprocess.val_share, params.preprocess.test_share, params.base.seed
     )
     for name in preprocess.SPLITS:
-        written = io.read_parquet(folder / f"{name}.parquet")
+        written = files.read_parquet(folder / f"{name}.parquet")
         pd.testing.assert_frame_equal(written, splits[name])
-        x, y = io.load_split(folder, name)
-        np.testing.assert_array_equal(x, features.transform(splits[name], prep))
-        np.testing.assert_array_equal(y, features.target(splits[name], prep))
-    metrics = io.read_json(tmp_path / "processed_metrics.json")
+        x, y = files.load_split(folder, name)
+        np.testing.assert_array_equal(x, preprocessor.transform(splits[name], prep))
+        np.testing.assert_array_equal(y, preprocessor.target(splits[name], prep))
+    metrics = files.read_json(tmp_path / "processed_metrics.json")
     assert metrics["train"]["rows"] == len(splits["train"]) > 10 * BATCH
 
 
@@ -146,10 +149,10 @@ def test_batches_carry_class_weights_and_refuse_mismatched_lengths():
 
 
 def test_take_parquet_reads_a_sample_across_batches(tmp_path, valid_frame, small_batches):
-    io.write_parquet(tmp_path / "t.parquet", valid_frame)
+    files.write_parquet(tmp_path / "t.parquet", valid_frame)
     rows = evaluate.sample(len(valid_frame), 50, seed=1, salt=2)
     assert len(rows) == 50 and (np.diff(rows) > 0).all()
-    taken = io.take_parquet(tmp_path / "t.parquet", rows, ["age", "subject"])
+    taken = files.take_parquet(tmp_path / "t.parquet", rows, ["age", "subject"])
     pd.testing.assert_frame_equal(taken, valid_frame.iloc[rows][["age", "subject"]].reset_index(drop=True))
     np.testing.assert_array_equal(evaluate.sample(10, 50, seed=1, salt=2), np.arange(10))
 
@@ -162,7 +165,7 @@ def run_validate(tmp_path, frame, params_dict):
         ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "raw.parquet")]
         + ["--out", str(outs[0]), "--quarantine", str(outs[1]), "--metrics", str(outs[2])]
     )
-    return [pd.read_parquet(outs[0]), pd.read_parquet(outs[1]), io.read_json(outs[2])]
+    return [pd.read_parquet(outs[0]), pd.read_parquet(outs[1]), files.read_json(outs[2])]
 
 
 def test_validate_streams_bad_rows_of_late_batches_to_quarantine(
@@ -195,23 +198,23 @@ def test_validate_share_is_judged_on_the_whole_snapshot(tmp_path, raw_frame, par
 
 def test_matrix_files_round_trip_in_slices_and_refuse_objects(tmp_path, small_batches):
     values = np.arange(1000 * 3, dtype=np.float32).reshape(1000, 3)
-    sink = io.MatrixSink(tmp_path / "m.npy", 1000, 3, np.float32)
+    sink = files.MatrixSink(tmp_path / "m.npy", 1000, 3, np.float32)
     for part in np.array_split(values, [10, 500]):
         sink.write(part)
     with pytest.raises(ValueError, match="do not fit"):
         sink.write(np.zeros((1, 4), np.float32))
     sink.finish()
     np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), values)  # a plain .npy
-    matrix = io.Matrix(tmp_path / "m.npy")
+    matrix = files.Matrix(tmp_path / "m.npy")
     assert len(matrix) == 1000 and matrix.shape == (1000, 3)
     np.testing.assert_array_equal(matrix[120:415], values[120:415])
     rows = np.array([0, 96, 97, 500, 999])  # across batches of 97 rows
     np.testing.assert_array_equal(matrix[rows], values[rows])
     np.testing.assert_array_equal(np.asarray(matrix), values)
-    short = io.MatrixSink(tmp_path / "short.npy", 5, None, np.int32)
+    short = files.MatrixSink(tmp_path / "short.npy", 5, None, np.int32)
     short.write(np.arange(3))
     with pytest.raises(ValueError, match="3 of 5 rows written"):
         short.finish()
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="not a C-ordered numeric matrix"):
-        io.Matrix(tmp_path / "objects.npy")
+        files.Matrix(tmp_path / "objects.npy")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe.errors import PipelineError
-from mlpipe.versions import sweep
+from mlpipe.core.errors import PipelineError
+from mlpipe.registry import sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@ import pytest
 import yaml
 
 from mlpipe import validate
-from mlpipe.errors import PipelineError
-from mlpipe.stage import run
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.stage import run
 
 
 def test_clean_table_passes_with_contract_dtypes(raw_frame, params):

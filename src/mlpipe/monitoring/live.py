@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe.errors import PipelineError
+from mlpipe.core import decisions
+from mlpipe.core.errors import PipelineError
 
 LOSSES = {
     "regression": ("abs_error", "squared_error"),
@@ -38,7 +39,9 @@ def kind(task: str) -> str:
     return "regression" if task == "regression" else "classification"
 
 
-def losses(task: str, output: Any, actual: Any, classes: list[str] | None = None) -> dict[str, np.ndarray]:
+def losses(
+    task: str, output: Any, actual: Any, classes: list[str] | None = None, threshold: float | None = None
+) -> dict[str, np.ndarray]:
     """Per-row losses of predictions against outcomes.
 
     Args:
@@ -47,6 +50,8 @@ def losses(task: str, output: Any, actual: Any, classes: list[str] | None = None
             order of ``classes``.
         actual: Regression: the outcomes. Classification: the true class indices.
         classes: Classification: the class names.
+        threshold: Binary: the bundle's decision threshold on the positive class, the rule
+            evaluate and serving use (:func:`mlpipe.core.decisions.predicted_classes`).
     """
     if kind(task) == "regression":
         error = np.asarray(output, np.float64) - np.asarray(actual, np.float64)
@@ -59,7 +64,7 @@ def losses(task: str, output: Any, actual: Any, classes: list[str] | None = None
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
     return {
         "log_loss": -np.log(clipped[rows, truth]),
-        "error": (proba.argmax(axis=1) != truth).astype(np.float64),
+        "error": (decisions.predicted_classes(proba, threshold) != truth).astype(np.float64),
         "brier": ((proba - onehot) ** 2).sum(axis=1) / (2 if proba.shape[1] == 2 else 1),
     }
 

@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlpipe.errors import PipelineError
-from mlpipe.params import Params
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import Params
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def replay(params: Params, folder: Path, where: str, url: str, batch: int = 100)
     Raises:
         PipelineError: if the source cannot be read or the service reached.
     """
-    from mlpipe import ingest
+    from mlpipe.sources import reading as sources
 
     if params.ingest.query is None:
         raise PipelineError("mlpipe replay reads a database source (ingest.query)")
@@ -61,7 +61,9 @@ def replay(params: Params, folder: Path, where: str, url: str, batch: int = 100)
     sent = refused = 0
     first: str | None = None
     with contextlib.chdir(folder):  # a SQLite path is relative to the pipeline's folder
-        for frame in ingest.read_chunks(ingest.database_url(params.ingest.url), query, chunk_rows=10 * batch):
+        for frame in sources.read_chunks(
+            sources.database_url(params.ingest.url), query, chunk_rows=10 * batch
+        ):
             rows = frame.drop(columns=[params.preprocess.target], errors="ignore")
             records = json.loads(rows.to_json(orient="records", date_format="iso"))
             for start in range(0, len(records), batch):

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mlpipe import io
+from mlpipe.core import files
 from mlpipe.monitoring.live import Sums
 from mlpipe.monitoring.scan import Scan, Served
 
@@ -48,12 +48,12 @@ def sortable(value: float | None) -> float:
 def write(metrics: Path, plots: Path, summary: dict[str, Any], daily: list[dict[str, Any]]) -> None:
     page = render(summary, daily)
     plots.mkdir(parents=True, exist_ok=True)
-    io.write_json(plots / ERROR_PLOT, daily)
-    io.write_json(plots / DRIFT_PLOT, drift_rows(summary))
-    with io.atomic_path(plots / REPORT) as path:
+    files.write_json(plots / ERROR_PLOT, daily)
+    files.write_json(plots / DRIFT_PLOT, drift_rows(summary))
+    with files.atomic_path(plots / REPORT) as path:
         path.write_text(page, encoding="utf-8")
     metrics.parent.mkdir(parents=True, exist_ok=True)
-    io.write_json(metrics, summary)
+    files.write_json(metrics, summary)
 
 
 def _cell(value: Any) -> str:

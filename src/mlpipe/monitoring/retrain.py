@@ -25,9 +25,9 @@ from typing import Any
 
 import sqlalchemy
 
-from mlpipe.errors import PipelineError
-from mlpipe.params import IngestParams
-from mlpipe.versions.repository import Project, RegistryError, git
+from mlpipe.core.errors import PipelineError
+from mlpipe.core.params import IngestParams
+from mlpipe.registry.repository import Project, RegistryError, git
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,14 @@ def source_rows(settings: IngestParams, folder: Path, newer_than: Any = None) ->
     Raises:
         PipelineError: if the source cannot be read.
     """
-    from mlpipe import ingest
+    from mlpipe.sources import reading as sources
 
     key = settings.key if newer_than is not None else None
     with contextlib.chdir(folder):
-        if ingest.is_file_source(settings.url):
-            chunks = ingest.read_file_chunks(Path(settings.url))
+        if sources.is_file_source(settings.url):
+            chunks = sources.read_file_chunks(Path(settings.url))
             return sum(int((chunk[key] > newer_than).sum()) if key else len(chunk) for chunk in chunks)
-        url = ingest.database_url(settings.url)
+        url = sources.database_url(settings.url)
         where = f" WHERE snapshot.{key} > :newest" if key else ""
         query = sqlalchemy.text(f"SELECT COUNT(*) FROM ({settings.query}) AS snapshot{where}")
         engine = sqlalchemy.create_engine(url)
@@ -88,7 +88,7 @@ def new_rows(project: Project) -> int:
 
 def snapshot_extent(project: Project) -> dict[str, Any]:
     """The current snapshot's extent, from the metrics file the ingest stage declares."""
-    from mlpipe.versions.comparison import stage_paths
+    from mlpipe.registry.comparison import stage_paths
 
     dvc_yaml = (project.root / project.pipeline / "dvc.yaml").read_text(encoding="utf-8")
     where, declared = stage_paths(dvc_yaml, project.pipeline, "metrics", name="ingest")
@@ -116,7 +116,8 @@ def retrain(project: Project, decision: Decision) -> str:
     Raises:
         RegistryError: if the tree has uncommitted changes, or the gate refused the new model.
     """
-    from mlpipe.versions import comparison, registry
+    from mlpipe.registry import comparison
+    from mlpipe.registry import tags as registry
 
     if git(project.root, "status", "--porcelain", "--untracked-files=no").strip():
         raise RegistryError("uncommitted changes: commit them, then retrain (a retraining is its own commit)")
@@ -131,9 +132,9 @@ def retrain(project: Project, decision: Decision) -> str:
         verdict = project.root / relative
         gate = json.loads(verdict.read_text(encoding="utf-8")) if verdict.is_file() else {}
         if gate.get("passed") is False:
-            from mlpipe import gate as gates
+            from mlpipe.evaluation import gate
 
-            failed = "; ".join(gates.failures(gate))
+            failed = "; ".join(gate.failures(gate))
             raise RegistryError(
                 f"the retrained model failed the gate, not registering: {failed} (see {relative})"
             )

@@ -1,7 +1,7 @@
 """One streamed pass over the prediction log: each chunk of lines is checked, joined with the
 outcomes that have arrived (looked up by id in the source database, a chunk at a time) and
 counted into per-day sums (:mod:`mlpipe.monitoring.live`) and drift sketches
-(:mod:`mlpipe.reference`). Memory holds one chunk and one set of sums per day, whatever the log's
+(:mod:`mlpipe.bundle.reference`). Memory holds one chunk and one set of sums per day, whatever the log's
 length.
 """
 
@@ -19,9 +19,10 @@ import orjson
 import pandas as pd
 import sqlalchemy
 
-from mlpipe.errors import PipelineError
+from mlpipe.bundle.reference import Reference, Sketch
+from mlpipe.core import decisions
+from mlpipe.core.errors import PipelineError
 from mlpipe.monitoring.live import Sums, kind, losses
-from mlpipe.reference import Reference, Sketch
 
 CHUNK_LINES = 20_000
 IDS_PER_QUERY = 5_000  # under every database's limit of bound parameters
@@ -39,6 +40,7 @@ class Served:
     inputs: list[str]
     reference: Reference
     test_metrics: dict[str, Any]
+    threshold: float | None = None  # binary: the bundle's decision threshold
 
 
 class Outcomes:
@@ -236,7 +238,11 @@ def predicted(served: Served, lines: list[Line]) -> np.ndarray:
     """What the prediction sketch counts: the number, or the predicted label."""
     if served.classes is None:
         return np.array([line.output for line in lines], np.float64)
-    return np.array([max(line.output, key=line.output.get) for line in lines], dtype=object)
+    classes = served.classes
+    proba = np.array([[float(line.output.get(c, 0.0)) for c in classes] for line in lines]).reshape(
+        -1, len(classes)
+    )
+    return np.array(classes, dtype=object)[decisions.predicted_classes(proba, served.threshold)]
 
 
 def outcome_losses(served: Served, lines: list[Line], actual: list[Any]) -> dict[str, np.ndarray]:
@@ -259,4 +265,4 @@ def outcome_losses(served: Served, lines: list[Line], actual: list[Any]) -> dict
     proba = np.array([[float(line.output.get(c, 0.0)) for c in classes] for line in lines]).reshape(
         -1, len(classes)
     )
-    return losses(served.task, proba, [index[str(a)] for a in actual], classes)
+    return losses(served.task, proba, [index[str(a)] for a in actual], classes, served.threshold)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe import decisions
+from mlpipe.core import decisions
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ columns: finite, whole, in range, a known category, not missing. So a value is j
 whatever shape or batch size it comes in.
 
 A missing value is None or NaN, and in a text field also the empty string (the feature plan's
-sentinel, :data:`mlpipe.plan.MISSING_TEXT`); it is accepted where the field is nullable (the model
-fills it) and refused elsewhere.
+sentinel, :data:`mlpipe.features.plan.MISSING_TEXT`); it is accepted where the field is nullable
+(the model fills it) and refused elsewhere.
 """
 
 from __future__ import annotations
@@ -23,50 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe.errors import PipelineError
-from mlpipe.plan import MISSING_TEXT
+from mlpipe.features.plan import MISSING_TEXT
+from mlpipe.serving.problems import MAX_REPORTED, FieldError, RecordError, quoted, summarise
 
-MAX_REPORTED = 20
-# A frame's null may have been a CSV cell's null text (mlpipe.io.CSV_NULLS): the message says so.
+__all__ = ["MAX_REPORTED", "FieldError", "RecordError", "Schema", "quoted", "summarise"]
+
+# A frame's null may have been a CSV cell's null text (tables.CSV_NULLS): the message says so.
 MISSING_IN_FRAME = "missing value (an empty cell, a null, or a null text such as NA, n/a or NULL)"
 _ABSENT = object()  # a field the record does not have
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One problem with one record: ``row`` counts from 0 within the batch (None: every row)."""
-
-    row: int | None
-    field: str | None
-    message: str
-
-    def located(self, where: str) -> str:
-        """The problem with its place spelled out, e.g. ``line 4, field 'age': ...``."""
-        return f"{where}, field {self.field!r}: {self.message}" if self.field else f"{where}: {self.message}"
-
-    def __str__(self) -> str:
-        return self.located("all rows" if self.row is None else f"row {self.row}")
-
-
-def quoted(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters: a bad value is named, never echoed whole."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-def summarise(problems: Sequence[str], total: int | None = None) -> str:
-    """The first problems joined on one line, and how many more there are (of ``total``, when
-    only the first ones were given)."""
-    more = (len(problems) if total is None else total) - MAX_REPORTED
-    return "; ".join(problems[:MAX_REPORTED]) + (f"; and {more} more" if more > 0 else "")
-
-
-class RecordError(PipelineError):
-    """Records that do not match the bundle's input schema."""
-
-    def __init__(self, errors: Sequence[FieldError]) -> None:
-        self.errors = list(errors)
-        super().__init__(summarise([str(e) for e in self.errors[:MAX_REPORTED]], len(self.errors)))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""mlpipe: reproducible DVC pipelines for tabular and time-ordered data (stages here, parts below)."""

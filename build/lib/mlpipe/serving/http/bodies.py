@@ -1,0 +1,117 @@
+"""The HTTP side of ``/predict``, apart from the service's state: reading and parsing a body,
+the problems a request is refused with, the prediction log's lines and the OpenAPI record schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+
+from mlpipe.serving.schema import FieldError
+
+MAX_PROBLEMS = 100  # problems listed in a 422; the response says how many there were
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` bytes (checked while reading).
+
+    Raises:
+        Problem: 408 if the whole body has not arrived within ``timeout`` seconds (a slow client,
+            or a Content-Length larger than what is sent).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async for part in request.stream():
+                body += part
+                if len(body) > limit:
+                    return None
+    except TimeoutError:
+        raise Problem(408, f"the request body did not arrive within {timeout:g} s") from None
+    return bytes(body)
+
+
+class Problem(Exception):
+    """A request the service refuses: its status and detail (the ``detail`` of the JSON body)."""
+
+    def __init__(self, status: int, detail: Any, fields: Sequence[str | None] = (), **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.extra = status, detail, extra
+        self.fields = fields  # the field of every problem found (for the metrics), shown or not
+
+    def response(self) -> Response:
+        return json_response(self.status, {"detail": self.detail, **self.extra})
+
+
+def parse_records(body: bytes | None, max_body_bytes: int, max_batch: int) -> tuple[list[Any], bool]:
+    """The records of a ``/predict`` body, and whether it was a single record.
+
+    Raises:
+        Problem: 413 (too large), 400 (not JSON), 422 (neither an object nor a non-empty array).
+    """
+    if body is None:
+        raise Problem(413, f"request body is over {max_body_bytes} bytes")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"body is not valid JSON: {exc}") from None
+    single = isinstance(payload, dict)
+    records = [payload] if single else payload
+    if not isinstance(records, list) or not records:
+        raise Problem(422, "send one record (a JSON object) or a non-empty array of records")
+    if len(records) > max_batch:
+        raise Problem(413, f"a batch holds at most {max_batch} records, got {len(records)}")
+    return records, single
+
+
+def field_problems(errors: Sequence[FieldError], rows: Sequence[int]) -> Problem:
+    """A 422 listing the first ``MAX_PROBLEMS`` field problems by row (``rows`` maps an error's
+    row in its arm's batch to the request's), and how many there were. Only the problems shown
+    are turned into JSON: a batch of 10,000 empty records has 150,000."""
+    ordered = sorted(errors, key=lambda e: 0 if e.row is None else rows[e.row])
+    shown = [
+        {"row": None if e.row is None else rows[e.row], "field": e.field, "message": e.message}
+        for e in ordered[:MAX_PROBLEMS]
+    ]
+    extra = {"problems": len(errors)} if len(errors) > MAX_PROBLEMS else {}
+    return Problem(422, shown, fields=[e.field for e in errors], **extra)
+
+
+def log_lines(results: list[dict[str, Any]], records: list[Any], now: str) -> str:
+    """One JSON line per prediction, with its record; a record JSON cannot hold (nested too deep,
+    integers too large) is replaced by the reason, so logging never fails a request."""
+    lines = []
+    for result, record in zip(results, records, strict=True):
+        try:
+            lines.append(orjson.dumps({"time": now, **result, "record": record}))
+        except (orjson.JSONEncodeError, RecursionError) as exc:
+            lines.append(orjson.dumps({"time": now, **result, "record": None, "record_error": str(exc)}))
+    return b"".join(line + b"\n" for line in lines).decode("utf-8")
+
+
+def record_schema(inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A bundle's input schema as JSON Schema (for the OpenAPI docs)."""
+    properties = {}
+    for name, spec in inputs.items():
+        prop: dict[str, Any] = {"type": spec["type"]}
+        if "min" in spec:
+            prop["minimum"] = spec["min"]
+        if "max" in spec:
+            prop["maximum"] = spec["max"]
+        if spec["type"] == "string" and spec.get("allowed") is not None:
+            prop["enum"] = spec["allowed"]  # the contract's levels; unseen ones among them are ignored
+        elif spec["type"] == "string":
+            prop["enum" if spec["unknown"] == "error" else "examples"] = spec["categories"]
+        properties[name] = prop
+    return {"type": "object", "properties": properties, "required": list(inputs)}

@@ -1,0 +1,1 @@
+"""The generative models behind the demo data."""

@@ -1,0 +1,1 @@
+"""Metrics, baselines, the gate and plots: how a trained model is judged."""

@@ -1,0 +1,1 @@
+"""Model versions as GTO git tags, compared, fetched, checked and swept."""

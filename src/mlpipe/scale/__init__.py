@@ -1,1 +1,0 @@
-"""Past one machine, on existing engines: Dask for batch scoring, tf.distribute for training."""

@@ -1,0 +1,1 @@
+"""The Keras model, its input feed and distributed training."""

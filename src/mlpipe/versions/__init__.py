@@ -1,1 +1,0 @@
-"""Model versions and experiments: GTO tags, their comparison, promotion and storage, and sweeps."""
