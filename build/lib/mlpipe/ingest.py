@@ -24,11 +24,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlpipe.core import files, tables
+from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
 from mlpipe.core.params import IngestParams, load_params
-from mlpipe.core.sources import database_url, is_file_source, read_chunks, read_file_chunks
 from mlpipe.core.stage import run
+from mlpipe.sources import csv_text as tables
+from mlpipe.sources.reading import database_url, is_file_source, read_chunks, read_file_chunks
 
 log = logging.getLogger("mlpipe.ingest")
 

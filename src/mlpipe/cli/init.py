@@ -32,15 +32,17 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
-from mlpipe.cli import inference, writing
 from mlpipe.cli.options import command
 from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
+
+if TYPE_CHECKING:  # ruamel.yaml and the inference load with `mlpipe init` only, not with serve
+    from mlpipe.cli import inference
 
 
 def checked_source(name: str, data: str, root: Path) -> tuple[str, str]:
@@ -51,6 +53,7 @@ def checked_source(name: str, data: str, root: Path) -> tuple[str, str]:
         PipelineError: for a bad name, a folder that exists, a missing template or file, or a file
             outside the repository.
     """
+    from mlpipe.cli import writing
     from mlpipe.sources import reading as sources
 
     if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", name):
@@ -79,6 +82,8 @@ def column_roles(
     sample: pd.DataFrame, target: str, group: str | None, task: str, max_levels: int
 ) -> list[inference.Column]:
     """Each column's contract and role: the target's and the group's set by the user, the rest inferred."""
+    from mlpipe.cli import inference
+
     columns = []
     for column_name in sample.columns:
         series = sample[column_name]
@@ -115,6 +120,7 @@ def init(
         PipelineError: for a folder that exists, an unreadable source, an unusable target or group;
             nothing is written then.
     """
+    from mlpipe.cli import inference, writing
     from mlpipe.core.params import load_params
     from mlpipe.sources import reading as sources
 

@@ -34,7 +34,8 @@ def read_sample(data: str, query: str | None) -> pd.DataFrame:
     Raises:
         PipelineError: if the source cannot be read or has no rows.
     """
-    from mlpipe.core import sources, tables
+    from mlpipe.sources import csv_text as tables
+    from mlpipe.sources import reading as sources
 
     if sources.is_file_source(data):
         if query is not None:

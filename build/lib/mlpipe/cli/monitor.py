@@ -39,7 +39,7 @@ HEALTHY, ALERT, NOT_ENOUGH = 0, 2, 3
 
 def run(args: argparse.Namespace) -> int:
     """Monitor; the exit status says the verdict (module docstring)."""
-    from mlpipe.core.sources import database_url
+    from mlpipe.sources.reading import database_url
 
     params: Params = load_params(args.params)
     if params.monitor is None:

@@ -53,7 +53,7 @@ def replay(params: Params, folder: Path, where: str, url: str, batch: int = 100)
     Raises:
         PipelineError: if the source cannot be read or the service reached.
     """
-    from mlpipe.core import sources
+    from mlpipe.sources import reading as sources
 
     if params.ingest.query is None:
         raise PipelineError("mlpipe replay reads a database source (ingest.query)")

@@ -44,7 +44,7 @@ def source_rows(settings: IngestParams, folder: Path, newer_than: Any = None) ->
     Raises:
         PipelineError: if the source cannot be read.
     """
-    from mlpipe.core import sources
+    from mlpipe.sources import reading as sources
 
     key = settings.key if newer_than is not None else None
     with contextlib.chdir(folder):

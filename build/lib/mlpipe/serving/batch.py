@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe.core import files, tables
+from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
 from mlpipe.serving.predictor import FieldError, Predictor, RecordError, summarise
+from mlpipe.sources import csv_text as tables
 
 log = logging.getLogger("mlpipe.predict")
 
