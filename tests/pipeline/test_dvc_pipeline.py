@@ -116,9 +116,10 @@ def test_evaluate_param_reruns_only_evaluate(repo):
 def test_editing_a_module_reruns_only_the_stages_that_import_it(repo):
     for module, expected in (
         ("evaluate.py", ["evaluate"]),
-        ("model.py", ["train", "evaluate", "package"]),
-        ("server.py", []),
-        ("predictor.py", ["package"]),
+        ("training/model.py", ["train", "evaluate", "package"]),
+        ("serving/http/app.py", []),
+        ("serving/predictor.py", ["package"]),
+        ("core/files.py", ["simulate", "ingest", "validate", "preprocess", "train", "evaluate", "package"]),
     ):
         path = repo / "src" / "mlpipe" / module
         original = path.read_text()

@@ -202,7 +202,7 @@ def test_serving_imports_neither_tensorflow_nor_keras(built: Path, record: dict)
 
     script = (
         "import json, sys\n"
-        "from mlpipe import batch, cli, server\n"
+        "from mlpipe.cli import main\nfrom mlpipe.serving import batch\nfrom mlpipe.serving.http import app\n"
         "from mlpipe.serving.predictor import Predictor\n"
         f"Predictor({str(built / 'bundle')!r}).predict_one(json.loads(sys.argv[1]))\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))\n"

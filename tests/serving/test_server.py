@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.serving.bundles import another_version
 
 from mlpipe.serving.http import scoring
-from mlpipe.serving.http.app import challenger_fraction
+from mlpipe.serving.http.service import challenger_fraction
 from mlpipe.serving.predictor import Predictor, StaleBundle, shared
 
 

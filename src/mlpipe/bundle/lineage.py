@@ -53,15 +53,21 @@ def outputs(lock: dict[str, Any], stage: str, lock_path: Path) -> dict[str, str]
 
 
 def code_files(lock: dict[str, Any]) -> list[str]:
-    """The Python files that built the bundle: every ``.py`` dep of the other stages in the lock,
-    and every mlpipe module this process has imported (this stage's own code)."""
+    """The Python files that built the bundle: every ``.py`` dep of the other stages in the lock
+    (every module of a folder dep), and every mlpipe module this process has imported (this
+    stage's own code)."""
     files = {
         str(Path(module.__file__).resolve())
         for name, module in list(sys.modules.items())
         if (name == "mlpipe" or name.startswith("mlpipe.")) and getattr(module, "__file__", None)
     }
     for entry in lock.get("stages", {}).values():
-        files |= {str(Path(d["path"]).resolve()) for d in entry.get("deps", []) if d["path"].endswith(".py")}
+        for dep in entry.get("deps", []):
+            path = Path(dep["path"])
+            if dep["path"].endswith(".py"):
+                files.add(str(path.resolve()))
+            elif "src/mlpipe" in path.as_posix() and path.is_dir():  # a part named whole in dvc.yaml
+                files |= {str(f.resolve()) for f in path.rglob("*.py")}
     return sorted(files)
 
 
