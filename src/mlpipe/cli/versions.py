@@ -149,87 +149,97 @@ def sweep(args: argparse.Namespace) -> None:
 
 def add(commands: Any) -> None:
     """The commands on model versions and experiments, in the repository."""
-    register = repo_command(
+    register_command = repo_command(
         commands, "register", help="register a new model version (refused if the gate failed)"
     )
-    register.add_argument("--ref", default="HEAD", help="the commit to register (default: %(default)s)")
-    register.add_argument("--version", help="the version, e.g. v1.0.0 (default: bump the latest)")
-    register.add_argument(
+    register_command.add_argument(
+        "--ref", default="HEAD", help="the commit to register (default: %(default)s)"
+    )
+    register_command.add_argument("--version", help="the version, e.g. v1.0.0 (default: bump the latest)")
+    register_command.add_argument(
         "--bump", choices=["major", "minor", "patch"], default="minor", help="without --version"
     )
-    register.set_defaults(run=register)
+    register_command.set_defaults(run=register)
 
-    promote = repo_command(commands, "promote", help="assign a stage to a version (refused if it regresses)")
-    promote.add_argument("version", help="e.g. v2.0.0 or study-time@v2.0.0")
-    promote.add_argument("--stage", default="prod", help="default: %(default)s")
-    promote.add_argument(
+    promote_command = repo_command(
+        commands, "promote", help="assign a stage to a version (refused if it regresses)"
+    )
+    promote_command.add_argument("version", help="e.g. v2.0.0 or study-time@v2.0.0")
+    promote_command.add_argument("--stage", default="prod", help="default: %(default)s")
+    promote_command.add_argument(
         "--live",
         metavar="MONITOR_JSON",
         help="let live outcomes decide: this mlpipe monitor result (metrics/monitor.json) must say promote",
     )
-    promote.set_defaults(run=promote)
+    promote_command.set_defaults(run=promote)
 
-    rollback = repo_command(commands, "rollback", help="re-point a stage to the version it held before")
-    rollback.add_argument("--stage", default="prod", help="default: %(default)s")
-    rollback.add_argument("--to", help="a specific earlier version")
-    rollback.set_defaults(run=rollback)
+    rollback_command = repo_command(
+        commands, "rollback", help="re-point a stage to the version it held before"
+    )
+    rollback_command.add_argument("--stage", default="prod", help="default: %(default)s")
+    rollback_command.add_argument("--to", help="a specific earlier version")
+    rollback_command.set_defaults(run=rollback)
 
-    compare = repo_command(
+    compare_command = repo_command(
         commands, "compare", help="every metric of two versions; exit 1 if the second regressed"
     )
-    compare.add_argument("old", help="version or git ref, e.g. v1.0.0")
-    compare.add_argument("new", help="version or git ref, e.g. v2.0.0 or HEAD")
-    compare.set_defaults(run=compare)
+    compare_command.add_argument("old", help="version or git ref, e.g. v1.0.0")
+    compare_command.add_argument("new", help="version or git ref, e.g. v2.0.0 or HEAD")
+    compare_command.set_defaults(run=compare)
 
-    fetch = repo_command(
+    fetch_command = repo_command(
         commands, "fetch", help="download a version's bundle into a folder (HEAD does not move)"
     )
-    fetch.add_argument("version", nargs="?", help="e.g. v1.0.0 (or give --stage)")
-    fetch.add_argument("--stage", help="the version this stage holds now, e.g. prod")
-    fetch.add_argument("-o", "--output", required=True, help="folder to create")
-    fetch.set_defaults(run=fetch)
+    fetch_command.add_argument("version", nargs="?", help="e.g. v1.0.0 (or give --stage)")
+    fetch_command.add_argument("--stage", help="the version this stage holds now, e.g. prod")
+    fetch_command.add_argument("-o", "--output", required=True, help="folder to create")
+    fetch_command.set_defaults(run=fetch)
 
     add_upkeep(commands)
 
 
 def add_upkeep(commands: Any) -> None:
     """The commands that keep the repository: gc, fsck, retrain, sweep."""
-    gc = repo_command(
+    gc_command = repo_command(
         commands,
         "gc",
         help="run `dvc gc`, refused while a registered version's data is not on the remote",
         pipeline=False,
     )
-    gc.add_argument("--remote", help="DVC remote to check (default: the default remote)")
-    gc.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc gc, after --")
-    gc.set_defaults(run=gc)
+    gc_command.add_argument("--remote", help="DVC remote to check (default: the default remote)")
+    gc_command.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc gc, after --")
+    gc_command.set_defaults(run=gc)
 
-    fsck = repo_command(
+    fsck_command = repo_command(
         commands,
         "fsck",
         help="re-hash every DVC cache object the locks name; exit 1 naming each bad or missing one",
         pipeline=False,
     )
-    fsck.add_argument("--all-tags", action="store_true", help="also every registered version's locks")
-    fsck.add_argument(
+    fsck_command.add_argument("--all-tags", action="store_true", help="also every registered version's locks")
+    fsck_command.add_argument(
         "--repair",
         action="store_true",
         help="move bad objects aside, dvc fetch them again, restore spoilt workspace copies",
     )
-    fsck.set_defaults(run=fsck)
+    fsck_command.set_defaults(run=fsck)
 
-    retrain = repo_command(
+    retrain_command = repo_command(
         commands, "retrain", help="retrain on new data or after an alert; register the result as challenger"
     )
-    retrain.add_argument(
+    retrain_command.add_argument(
         "--monitor",
         default="metrics/monitor.json",
         help="mlpipe monitor's metrics, in the pipeline folder: an alert retrains (default: %(default)s)",
     )
-    retrain.add_argument("--dry-run", action="store_true", help="say whether it would retrain, do nothing")
-    retrain.set_defaults(run=retrain)
+    retrain_command.add_argument(
+        "--dry-run", action="store_true", help="say whether it would retrain, do nothing"
+    )
+    retrain_command.set_defaults(run=retrain)
 
-    sweep = repo_command(commands, "sweep", help="queue a grid of experiments, every key checked first")
-    sweep.add_argument("file", help="sweep file with a grid, e.g. sweeps/seed-grid.yaml")
-    sweep.add_argument("--dry-run", action="store_true", help="check and print, queue nothing")
-    sweep.set_defaults(run=sweep)
+    sweep_command = repo_command(
+        commands, "sweep", help="queue a grid of experiments, every key checked first"
+    )
+    sweep_command.add_argument("file", help="sweep file with a grid, e.g. sweeps/seed-grid.yaml")
+    sweep_command.add_argument("--dry-run", action="store_true", help="check and print, queue nothing")
+    sweep_command.set_defaults(run=sweep)
