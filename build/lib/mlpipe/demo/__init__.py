@@ -1,1 +1,0 @@
-"""The generative models behind the demo data."""

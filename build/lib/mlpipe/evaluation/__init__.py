@@ -1,1 +1,0 @@
-"""Metrics, baselines, the gate and plots: how a trained model is judged."""

@@ -1,1 +1,0 @@
-"""Model versions as GTO git tags, compared, fetched, checked and swept."""

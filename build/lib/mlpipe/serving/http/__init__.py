@@ -1,1 +1,0 @@
-"""The HTTP service: app, request bodies and problems, micro-batching, workers, connections, metrics."""

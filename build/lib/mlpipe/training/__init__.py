@@ -1,1 +1,0 @@
-"""The Keras model, its input feed and distributed training."""
