@@ -214,13 +214,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     output = predict(network, x_test)  # in batches, read from the file as it goes
     fit_rows = sample(len(x_train), params.baseline_rows, seed, 1)
     x_fit, y_fit = np.asarray(x_train[fit_rows]), np.asarray(y_train[fit_rows])
-    baselines = fit_baselines(x_fit, y_fit, params, seed, task, len(classes) or None)
+    fitted = fit_baselines(x_fit, y_fit, params, seed, task, len(classes) or None)
     floor = float(files.read_json(args.noise_floor)["noise_floor_rmse"]) if args.noise_floor else None
     result = scores(
         task,
         y_test,
         output,
-        {name: in_batches(b, x_test) for name, b in baselines.items()},
+        {name: in_batches(b, x_test) for name, b in fitted.items()},
         classes,
         params.threshold,
         floor,

@@ -130,7 +130,7 @@ def write_splits(
 
 
 def write_matrices(
-    batches: Iterator[pd.DataFrame], prep: preprocessor.Preprocessor, x: files.MatrixSink, y: files.MatrixSink
+    frames: Iterator[pd.DataFrame], prep: preprocessor.Preprocessor, x: files.MatrixSink, y: files.MatrixSink
 ) -> dict[str, int]:
     """Transform a split batch by batch into the features ``x`` and the target ``y``.
 
@@ -143,7 +143,7 @@ def write_matrices(
     """
     offset = 0
     missing = dict.fromkeys(prep.input_columns, 0)
-    for batch in batches:
+    for batch in frames:
         x.write(preprocessor.transform(batch, prep, offset))
         y.write(preprocessor.target(batch, prep, offset))
         for column in prep.input_columns:

@@ -158,12 +158,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from dvclive import Live
 
-    from mlpipe.training import distributed as multiworker
-    from mlpipe.training import feed
+    from mlpipe.training import distributed, feed
     from mlpipe.training.model import build_model, save_model
 
     set_determinism(seed)
-    worker = multiworker.cluster()
+    worker = distributed.cluster()
     balanced = params.class_weight == "balanced"
     weights = class_weights(np.asarray(y_train), len(prep.classes or ())) if balanced else None
     training = feed.Batches(x_train, y_train, params.batch_size, seed, shuffle=True, class_weight=weights)
@@ -181,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if worker is not None:
             log.info("training as %s %d of %d workers (TF_CONFIG)", worker.kind, worker.index, worker.count)
             epoch_log = logger(live) if live is not None else None
-            model, val_loss = multiworker.fit(build, training, validation, params, steps, epoch_log)
+            model, val_loss = distributed.fit(build, training, validation, params, steps, epoch_log)
         else:
             model, val_loss = fit_here(build, training, validation, params, steps, live)
         best = summarise(live, val_loss)

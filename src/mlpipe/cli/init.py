@@ -136,7 +136,7 @@ def init(
     columns = column_roles(sample, target, group, task, max_levels)
     counts = sample[target].value_counts().sort_values(ascending=False, kind="stable")
     classes = [c.item() if hasattr(c, "item") else c for c in counts.index] if task != "regression" else []
-    is_file = source != data or sources.is_file_source(data)
+    is_file = sources.is_file_source(data)
     table = writing.Table(source, query, data if is_file else f"{data} (--query)", len(sample), classes)
     params = writing.params_yaml(name, table, task, columns, template)
     dvc_yaml = writing.pipeline_yaml(name, root, source if is_file else None, task)

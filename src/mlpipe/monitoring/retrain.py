@@ -130,11 +130,11 @@ def retrain(project: Project, decision: Decision) -> str:
         dvc_yaml = (project.root / pipeline).read_text(encoding="utf-8")
         relative = comparison.gate_path(dvc_yaml, project.pipeline)
         verdict = project.root / relative
-        gate = json.loads(verdict.read_text(encoding="utf-8")) if verdict.is_file() else {}
-        if gate.get("passed") is False:
+        result = json.loads(verdict.read_text(encoding="utf-8")) if verdict.is_file() else {}
+        if result.get("passed") is False:
             from mlpipe.evaluation import gate
 
-            failed = "; ".join(gate.failures(gate))
+            failed = "; ".join(gate.failures(result))
             raise RegistryError(
                 f"the retrained model failed the gate, not registering: {failed} (see {relative})"
             )

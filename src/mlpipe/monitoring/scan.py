@@ -234,15 +234,19 @@ def count(
         day.prediction.add(predicted(served, own))
 
 
+def probabilities(classes: list[str], lines: list[Line]) -> np.ndarray:
+    """The logged class probabilities as ``(n, k)``, in the order of ``classes``."""
+    return np.array([[float(line.output.get(c, 0.0)) for c in classes] for line in lines]).reshape(
+        -1, len(classes)
+    )
+
+
 def predicted(served: Served, lines: list[Line]) -> np.ndarray:
     """What the prediction sketch counts: the number, or the predicted label."""
     if served.classes is None:
         return np.array([line.output for line in lines], np.float64)
-    classes = served.classes
-    proba = np.array([[float(line.output.get(c, 0.0)) for c in classes] for line in lines]).reshape(
-        -1, len(classes)
-    )
-    return np.array(classes, dtype=object)[decisions.predicted_classes(proba, served.threshold)]
+    picks = decisions.predicted_classes(probabilities(served.classes, lines), served.threshold)
+    return np.array(served.classes, dtype=object)[picks]
 
 
 def outcome_losses(served: Served, lines: list[Line], actual: list[Any]) -> dict[str, np.ndarray]:
@@ -262,7 +266,5 @@ def outcome_losses(served: Served, lines: list[Line], actual: list[Any]) -> dict
     unknown = next((a for a in actual if str(a) not in index), None)
     if unknown is not None:
         raise PipelineError(f"outcome {str(unknown)[:40]!r} of {served.target!r} is not a class of the model")
-    proba = np.array([[float(line.output.get(c, 0.0)) for c in classes] for line in lines]).reshape(
-        -1, len(classes)
-    )
+    proba = probabilities(classes, lines)
     return losses(served.task, proba, [index[str(a)] for a in actual], classes, served.threshold)
