@@ -28,9 +28,11 @@ lint: setup
 	ruff check src tests bench
 	ruff format --check src tests bench
 
-# Unit tests on tiny frames and the checks of dvc.yaml and the layout: no training, no server.
+# Unit tests on tiny frames, the checks of dvc.yaml and the layout, and the serving tests (a real
+# server on loopback, over a bundle of a tiny network fitted once per worker in seconds): no
+# pipeline run, no model training test.
 test-fast: lint
-	$(PYTEST) tests/unit tests/test_dvc_yaml.py
+	$(PYTEST) tests/unit tests/test_dvc_yaml.py tests/serving
 
 test: lint
 	$(PYTEST)

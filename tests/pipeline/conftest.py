@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,12 @@ def s3() -> Iterator[S3]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny project built once for the whole run (all workers), and its first repro's output."""
+    from tests.pipeline.repo import built_project
+
+    base = tmp_path_factory.getbasetemp()
+    return built_project(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)

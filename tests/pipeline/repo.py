@@ -13,7 +13,11 @@ import yaml
 from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {**tiny.TINY, "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30}}
+TINY = {
+    **tiny.TINY,
+    # later terms (mlpipe retrain's new rows) of 1,500 sessions: the first term is the same whatever they are
+    "simulate": {"n_sessions": 1200, "n_students": 240, "n_topics": 30, "term_sessions": 1500},
+}
 
 
 def one_core() -> None:
@@ -100,3 +104,27 @@ def make_repo(repo: Path, project_config: bool = False, dropout: bool = False) -
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "init")
     return repo
+
+
+def built_project(shared: Path) -> tuple[Path, str]:
+    """The tiny project reproduced once and committed, in ``shared`` (the folder every pytest-xdist
+    worker of a run sees), and the stdout of its first ``dvc repro``. The first worker to ask
+    builds it; the others wait for it. Tests copy it (:func:`copy_project`) before changing it."""
+    from filelock import FileLock
+
+    repo, first = shared / "built-project", shared / "built-project.stdout"
+    with FileLock(shared / "built-project.lock"):
+        if not first.exists():
+            shutil.rmtree(repo, ignore_errors=True)
+            make_repo(repo)
+            output = sh(repo, "dvc", "repro").stdout
+            sh(repo, "git", "add", "-A")
+            sh(repo, "git", "commit", "-qm", "built")
+            first.write_text(output)
+    return repo, first.read_text()
+
+
+def copy_project(built: Path, folder: Path) -> Path:
+    """A copy of the built project to change: its git history, DVC cache and outputs."""
+    shutil.copytree(built, folder, symlinks=True)
+    return folder

@@ -1,8 +1,9 @@
 """The real ``dvc`` on the real dvc.yaml, in a temporary git repository with tiny params.
 
-One repository is built and committed for the module (its first ``dvc repro`` kept for the first
-test), then used as a user would: a no-op repro, targeted re-runs, forced re-runs, an experiment
-and a metrics diff. Each test needs only the built repository, so each passes alone.
+The run's one built and committed tiny project is copied for the module (its first ``dvc repro``
+kept for the first test), then used as a user would: a no-op repro, targeted re-runs, forced
+re-runs, an experiment and a metrics diff. Each test needs only the built repository, so each
+passes alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from tests.pipeline.repo import OTHER_HOST, make_repo, sh, stages_run, user_env
+from tests.pipeline.repo import OTHER_HOST, copy_project, sh, stages_run, user_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -25,13 +26,10 @@ FIRST_RUN: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """The tiny project, reproduced once and committed."""
-    path = make_repo(tmp_path_factory.mktemp("repo"))
-    FIRST_RUN["stdout"] = sh(path, "dvc", "repro").stdout
-    sh(path, "git", "add", "-A")
-    sh(path, "git", "commit", "-qm", "baseline")
-    return path
+def repo(built_project, tmp_path_factory):
+    """A copy of the tiny project, reproduced once and committed (shared by the run's modules)."""
+    built, FIRST_RUN["stdout"] = built_project
+    return copy_project(built, tmp_path_factory.mktemp("repo") / "project")
 
 
 def test_repro_runs_every_stage_then_nothing(repo):

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from tests.pipeline.repo import make_repo, set_params, sh
+from tests.pipeline.repo import copy_project, set_params, sh
 from tests.serving.test_server import serving
 
 pytestmark = pytest.mark.pipeline
@@ -44,12 +44,9 @@ def reload(client: httpx.Client, arm: str, changed_from: str | None) -> str:
     return models(client)[arm]
 
 
-def test_serve_monitor_retrain_challenge_and_promote_without_a_restart(tmp_path: Path):
-    repo = make_repo(tmp_path / "project")
-    set_params(repo, simulate={"term_sessions": TERM})
-    sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "v1")
+def test_serve_monitor_retrain_challenge_and_promote_without_a_restart(tmp_path: Path, built_project):
+    repo = copy_project(built_project[0], tmp_path / "project")  # reproduced and committed: v1
+    assert yaml.safe_load((repo / "params.yaml").read_text())["simulate"]["term_sessions"] == TERM
     sh(repo, "mlpipe", "register", "--version", "v1.0.0")
     sh(repo, "mlpipe", "promote", "v1.0.0")
     first_term = yaml.safe_load((repo / "params.yaml").read_text())["simulate"]["n_sessions"]
