@@ -1,4 +1,4 @@
-"""The only place that touches the file system: atomic writes and the few formats stages share.
+"""Atomic writes and the formats stages share: JSON, Parquet (read in batches) and feature matrices.
 
 Every output is written under a temporary name in its destination folder and renamed into place
 only when complete, so a failed stage leaves no half-written file (house style, point 9).
