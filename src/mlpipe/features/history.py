@@ -1,0 +1,145 @@
+"""A student's history as of a cutoff week: the weekly sequence of activity channels, padded and
+masked, the point-in-time aggregates the baselines learn from, and the label.
+
+Time is an axis here, not a column: :func:`before_cutoff` is the one place that decides what the
+past is (rows dated strictly before ``start_date + 7 * cutoff`` days), and everything else is
+computed from what it returns. So a feature for cutoff ``k`` reads nothing on or after the
+cutoff's first day, which ``tests/unit/test_history.py`` proves by changing the future.
+
+The label is "drops out after the cutoff": a ``dropout_date`` on or after the cutoff's first day.
+A student whose ``dropout_date`` is before it has already gone and is left out of that cutoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlpipe.core.errors import PipelineError
+
+AGGREGATIONS = ("sum", "mean", "max", "count")  # how a channel's days make its week
+
+
+@dataclass(frozen=True)
+class History:
+    """One cutoff's point-in-time rows, aligned: ``ids[i]``'s static row, sequence and label."""
+
+    cutoff: int
+    ids: np.ndarray  # (n,) student ids, ascending
+    static: pd.DataFrame  # (n, static columns)
+    sequence: np.ndarray  # (n, max_weeks, channels) float32, zero where padded
+    mask: np.ndarray  # (n, max_weeks) bool: the weeks before the cutoff
+    aggregates: pd.DataFrame  # (n, ...) the baselines' point-in-time features
+    label: np.ndarray  # (n,) 1 if the student drops out on or after the cutoff
+
+
+def cutoff_dates(students: pd.DataFrame, cutoff: int) -> pd.Series:
+    """Each student's cutoff: the first day of week ``cutoff`` of their term."""
+    return pd.to_datetime(students["start_date"]) + pd.Timedelta(days=7 * cutoff)
+
+
+def before_cutoff(activity: pd.DataFrame, students: pd.DataFrame, cutoff: int) -> pd.DataFrame:
+    """The activity rows strictly before each student's cutoff, with their ``day`` of term (0 is
+    the start date). The only function that decides what the past is.
+
+    Raises:
+        PipelineError: for an activity row of a student not in ``students``.
+    """
+    start = pd.to_datetime(students.set_index("student_id")["start_date"])
+    begun = activity["student_id"].map(start)
+    if begun.isna().any():
+        unknown = activity.loc[begun.isna(), "student_id"].iloc[0]
+        raise PipelineError(f"activity: student_id {unknown} is not in the student table")
+    day = (pd.to_datetime(activity["date"]) - begun).dt.days
+    keep = (day >= 0) & (day < 7 * cutoff)
+    return activity[keep.to_numpy()].assign(day=day[keep].to_numpy())
+
+
+def weekly(
+    past: pd.DataFrame, ids: np.ndarray, weeks: int, channels: Mapping[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weekly sequence ``(len(ids), weeks, channels)`` of the past rows (each channel made by
+    its aggregation, missing values skipped, an empty week 0) and its active-day counts."""
+    unknown = sorted(set(channels.values()) - set(AGGREGATIONS))
+    if unknown:
+        raise PipelineError(f"unknown weekly aggregation {unknown[0]!r} (known: {', '.join(AGGREGATIONS)})")
+    row = np.searchsorted(ids, past["student_id"].to_numpy())
+    week = past["day"].to_numpy() // 7
+    sequence = np.zeros((len(ids), weeks, len(channels)), np.float64)
+    frame = pd.DataFrame({"row": row, "week": week, **{c: past[c].to_numpy(np.float64) for c in channels}})
+    grouped = frame.groupby(["row", "week"], sort=False)
+    for j, (channel, how) in enumerate(channels.items()):
+        values = grouped[channel].agg(how)
+        index = values.index.to_frame().to_numpy()
+        sequence[index[:, 0], index[:, 1], j] = values.fillna(0.0).to_numpy()
+    days = np.zeros((len(ids), weeks))
+    counts = grouped.size()
+    index = counts.index.to_frame().to_numpy()
+    days[index[:, 0], index[:, 1]] = counts.to_numpy()
+    return sequence, days
+
+
+def aggregates(sequence: np.ndarray, days: np.ndarray, channels: Sequence[str], cutoff: int) -> pd.DataFrame:
+    """The baselines' point-in-time features from the weeks before ``cutoff``: active days, each
+    channel's weekly mean and last week, the slope of each channel over the weeks, and the days
+    since the last active week's end (the cutoff's length when there was none)."""
+    seen = sequence[:, :cutoff]
+    weeks = np.arange(cutoff, dtype=np.float64)
+    centred = weeks - weeks.mean()
+    denominator = float((centred**2).sum()) or 1.0
+    out = {"active_days": days[:, :cutoff].sum(axis=1)}
+    for j, channel in enumerate(channels):
+        out[f"{channel}_mean"] = seen[:, :, j].mean(axis=1)
+        out[f"{channel}_last"] = seen[:, -1, j]
+        out[f"{channel}_slope"] = (seen[:, :, j] * centred).sum(axis=1) / denominator
+    active = days[:, :cutoff] > 0
+    last = np.where(active.any(axis=1), cutoff - 1 - np.argmax(active[:, ::-1], axis=1), -1)
+    out["weeks_since_active"] = (cutoff - 1 - last).astype(np.float64)
+    return pd.DataFrame(out)
+
+
+def as_of(
+    students: pd.DataFrame,
+    activity: pd.DataFrame,
+    cutoff: int,
+    max_weeks: int,
+    channels: Mapping[str, str],
+    static: Sequence[str],
+) -> History:
+    """The point-in-time rows for ``cutoff``: every student still enrolled on its first day.
+
+    Args:
+        students: ``student_id``, ``start_date``, ``dropout_date`` (null: completed) and ``static``.
+        activity: ``student_id``, ``date`` and the channels' columns.
+        cutoff: The cutoff week (history is weeks ``0 .. cutoff - 1``).
+        max_weeks: The sequence length every cutoff is padded to.
+        channels: Channel -> its weekly aggregation (``sum``, ``mean``, ``max``, ``count``).
+        static: The students' columns that are features.
+
+    Raises:
+        PipelineError: for a cutoff outside ``1 .. max_weeks``, an unknown aggregation, or activity
+            of an unknown student.
+    """
+    if not 1 <= cutoff <= max_weeks:
+        raise PipelineError(f"cutoff week {cutoff} is outside 1..{max_weeks}")
+    leaves = pd.to_datetime(students["dropout_date"])
+    enrolled = (leaves.isna() | (leaves >= cutoff_dates(students, cutoff))).to_numpy()
+    cohort = students[enrolled].sort_values("student_id", kind="stable")
+    ids = cohort["student_id"].to_numpy()
+    past = before_cutoff(activity, students, cutoff)
+    past = past[np.isin(past["student_id"].to_numpy(), ids)]
+    sequence, days = weekly(past, ids, max_weeks, channels)
+    mask = np.zeros((len(ids), max_weeks), bool)
+    mask[:, :cutoff] = True
+    return History(
+        cutoff=cutoff,
+        ids=ids,
+        static=cohort[list(static)].reset_index(drop=True),
+        sequence=sequence.astype(np.float32),
+        mask=mask,
+        aggregates=aggregates(sequence, days, list(channels), cutoff),
+        label=pd.to_datetime(cohort["dropout_date"]).notna().to_numpy().astype(np.int64),
+    )
