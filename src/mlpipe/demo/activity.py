@@ -29,12 +29,12 @@ Daily activity in a week the student is enrolled, each day independently::
 
 Only active days are rows of the activity table (``student_id``, ``date``, the four channels).
 
-**The oracle.** For a cutoff week ``k`` and a student still enrolled at it, the probability of
+**The latent oracle.** For a cutoff week ``k`` and a student still enrolled at it, the probability of
 dropping out in weeks ``k .. weeks - 1`` given everything that happened before ``k``, the latent
 engagement included: ``1 - E[prod_w (1 - h[w])]`` over the future walks from ``e[k - 1]`` with the
 student's own drift (:data:`ORACLE_PATHS` paths). It knows the latent state that activity only
-shows noisily, so no model of the activity can beat it: it is the limit, as the noise floor is for
-study time.
+shows noisily, so it is a ceiling no model of the activity reaches; the best such a model can do
+given what it sees is :func:`mlpipe.demo.filtering.observable_oracle`.
 
 Streaming: students are made :data:`CHUNK` at a time, each chunk from its own seeded generator, and
 written as they are made, so memory is bounded by a chunk whatever the number of students.
