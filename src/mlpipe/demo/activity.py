@@ -81,19 +81,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def hazard(level: np.ndarray, before: np.ndarray, span: np.ndarray | int) -> np.ndarray:
-    """The weekly dropout hazard from the last week's engagement and its trend over ``span`` weeks."""
-    return sigmoid(-4.6 - 0.9 * level - 2.0 * (level - before) / span)
+def hazard(engagement: np.ndarray, w: int) -> np.ndarray:
+    """The dropout hazard of week ``w`` from engagement ``(..., weeks)``: last week's level and its
+    trend (module docstring); 0 in week 0, before the term has begun."""
+    if w == 0:
+        return np.zeros(engagement.shape[:-1])
+    level, before = engagement[..., w - 1], engagement[..., max(w - 3, 0)]
+    return sigmoid(-4.6 - 0.9 * level - 2.0 * (level - before) / max(min(w - 1, 2), 1))
 
 
 def week_hazards(engagement: np.ndarray) -> np.ndarray:
-    """``h[w]`` for every student and week (week 0: 0, nobody leaves before the term has begun)."""
-    n, weeks = engagement.shape
-    out = np.zeros((n, weeks))
-    for w in range(1, weeks):
-        back = max(w - 3, 0)
-        out[:, w] = hazard(engagement[:, w - 1], engagement[:, back], max(min(w - 1, 2), 1))
-    return out
+    """``h[w]`` for every student and week."""
+    return np.stack([hazard(engagement, w) for w in range(engagement.shape[1])], axis=1)
 
 
 def make_chunk(cohort: Cohort, index: int, first_id: int, n: int) -> Chunk:
@@ -174,9 +173,8 @@ def oracle(chunk: Chunk, cutoff: int, seed: int) -> pd.DataFrame:
     for w in range(cutoff, weeks):
         paths[:, :, w] = paths[:, :, w - 1] + drift[:, None] + rng.normal(0.0, 0.25, (n, ORACLE_PATHS))
     survive = np.ones((n, ORACLE_PATHS))
-    for w in range(max(cutoff, 1), weeks):
-        back, span = max(w - 3, 0), max(min(w - 1, 2), 1)
-        survive *= 1 - hazard(paths[:, :, w - 1], paths[:, :, back], span)
+    for w in range(cutoff, weeks):
+        survive *= 1 - hazard(paths, w)
     return pd.DataFrame(
         {
             "student_id": chunk.students["student_id"].to_numpy()[alive],

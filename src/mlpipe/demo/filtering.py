@@ -98,17 +98,14 @@ def observable_oracle(chunk: Chunk, cutoff: int, seed: int) -> pd.DataFrame:
             path[:, :, w] = path[:, :, w - 1] + drift + rng.normal(0, 0.25, (n, PARTICLES))
         log_weights = log_likelihood(path[:, :, w], stats, w)
         if w > 0:  # still enrolled through week w
-            back, span = max(w - 3, 0), max(min(w - 1, 2), 1)
-            log_weights += np.log1p(-hazard(path[:, :, w - 1], path[:, :, back], span))
+            log_weights += np.log1p(-hazard(path, w))
         keep = resample(rng, log_weights)
         path = np.take_along_axis(path, keep[:, :, None], axis=1)
         drift = np.take_along_axis(drift, keep, axis=1)
     survive = np.ones((n, PARTICLES))
     for w in range(cutoff, weeks):
         path[:, :, w] = path[:, :, w - 1] + drift + rng.normal(0, 0.25, (n, PARTICLES))
-        back, span = max(w - 3, 0), max(min(w - 1, 2), 1)
-        if w >= 1:
-            survive *= 1 - hazard(path[:, :, w - 1], path[:, :, back], span)
+        survive *= 1 - hazard(path, w)
     return pd.DataFrame(
         {
             "student_id": students["student_id"].to_numpy(),
