@@ -64,3 +64,18 @@ def test_the_graph_is_standard_onnx_and_padding_is_ignored(compiled):
     padded = np.where(mask[..., None], seq, 1e6)
     run = lambda s: session.run(None, {"static": static, "sequence": s, "mask": mask})[0]  # noqa: E731
     np.testing.assert_array_equal(run(seq), run(padded))
+
+
+def test_a_batch_of_histories_of_different_lengths_answers_as_each_alone(compiled):
+    from mlpipe.serving.history import HistorySchema
+
+    _, _, session, _ = compiled
+    schema = HistorySchema(("a", "b"), ("x", "y", "z"), WEEKS)
+    rng = np.random.default_rng(2)
+    records = [
+        {"a": float(rng.normal()), "b": 1.0, "history": [{"x": 3.0, "y": None, "z": 1.0}] * length}
+        for length in (0, 1, 4, WEEKS)
+    ]
+    together = session.run(None, schema.parse(records))[0]
+    alone = np.concatenate([session.run(None, schema.parse([r]))[0] for r in records])
+    np.testing.assert_allclose(together, alone, atol=1e-6, rtol=0)
