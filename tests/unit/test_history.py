@@ -146,3 +146,23 @@ def test_write_streams_three_tables(tmp_path):
     assert counts["students"] == len(pd.read_parquet(paths[0])) == activity.CHUNK + 10
     assert counts["activity_rows"] == len(pd.read_parquet(paths[1]))
     assert set(pd.read_parquet(paths[2])["cutoff"]) == {2}
+
+
+def test_streamed_by_student_batches_equals_the_whole(chunk):
+    whole = history.as_of(chunk.students, chunk.activity, 5, 12, CHANNELS, STATIC)
+    frames = (chunk.activity.iloc[i : i + 997] for i in range(0, len(chunk.activity), 997))
+    parts = list(history.as_of_streamed(chunk.students, frames, 5, 12, CHANNELS, STATIC))
+    assert len(parts) > 10
+    np.testing.assert_array_equal(np.concatenate([p.ids for p in parts]), whole.ids)
+    np.testing.assert_array_equal(np.concatenate([p.sequence for p in parts]), whole.sequence)
+    np.testing.assert_array_equal(np.concatenate([p.label for p in parts]), whole.label)
+    pd.testing.assert_frame_equal(
+        pd.concat([p.aggregates for p in parts], ignore_index=True), whole.aggregates, check_exact=True
+    )
+
+
+def test_streaming_refuses_activity_out_of_student_order(chunk):
+    shuffled = chunk.activity.iloc[::-1]
+    first_back = int((chunk.activity["student_id"] == chunk.activity["student_id"].iloc[-1]).sum())
+    with pytest.raises(PipelineError, match=f"activity row {first_back}: student ids must not go back"):
+        list(history.as_of_streamed(chunk.students, iter([shuffled]), 5, 12, CHANNELS, STATIC))

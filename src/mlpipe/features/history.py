@@ -12,7 +12,7 @@ A student whose ``dropout_date`` is before it has already gone and is left out o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,3 +143,63 @@ def as_of(
         aggregates=aggregates(sequence, days, list(channels), cutoff),
         label=pd.to_datetime(cohort["dropout_date"]).notna().to_numpy().astype(np.int64),
     )
+
+
+def student_batches(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Activity read in frames (e.g. a Parquet file's batches), regrouped so that no student spans
+    two: each frame but the last ends with a complete student. Rows must come in student order.
+
+    Raises:
+        PipelineError: naming the row where the student ids go back.
+    """
+    carried: pd.DataFrame | None = None
+    seen = 0
+    last = None
+    for frame in frames:
+        ids = frame["student_id"].to_numpy()
+        back = np.flatnonzero(np.diff(ids) < 0) if len(ids) else np.array([], int)
+        if len(back) or (last is not None and len(ids) and ids[0] < last):
+            row = seen + (int(back[0]) + 1 if len(back) else 0)
+            raise PipelineError(
+                f"activity row {row}: student ids must not go back (sort the table by student)"
+            )
+        seen += len(frame)
+        frame = frame if carried is None else pd.concat([carried, frame], ignore_index=True)
+        if not len(frame):
+            continue
+        last = frame["student_id"].iloc[-1]
+        tail = frame["student_id"].to_numpy() == last
+        carried = frame[tail]
+        if (~tail).any():
+            yield frame[~tail]
+    if carried is not None and len(carried):
+        yield carried
+
+
+def as_of_streamed(
+    students: pd.DataFrame,
+    frames: Iterator[pd.DataFrame],
+    cutoff: int,
+    max_weeks: int,
+    channels: Mapping[str, str],
+    static: Sequence[str],
+) -> Iterator[History]:
+    """:func:`as_of` over activity that arrives in student order, a batch of students at a time,
+    so memory is bounded by a batch: the students without activity go with the batch whose ids
+    come next (the last with the last). Concatenated, the batches are :func:`as_of` of the whole."""
+    ordered = students.sort_values("student_id", kind="stable")
+    ids = ordered["student_id"].to_numpy()
+    start = 0
+    for batch in student_batches(frames):
+        end = int(np.searchsorted(ids, batch["student_id"].iloc[-1], side="right"))
+        yield as_of(ordered.iloc[start:end], batch, cutoff, max_weeks, channels, static)
+        start = end
+    if start < len(ids) or start == 0:
+        yield as_of(
+            ordered.iloc[start:],
+            pd.DataFrame(columns=["student_id", "date", *channels]),
+            cutoff,
+            max_weeks,
+            channels,
+            static,
+        )
