@@ -166,3 +166,24 @@ def test_streaming_refuses_activity_out_of_student_order(chunk):
     first_back = int((chunk.activity["student_id"] == chunk.activity["student_id"].iloc[-1]).sum())
     with pytest.raises(PipelineError, match=f"activity row {first_back}: student ids must not go back"):
         list(history.as_of_streamed(chunk.students, iter([shuffled]), 5, 12, CHANNELS, STATIC))
+
+
+def test_a_teams_own_column_names_and_timestamps_give_the_same_rows(chunk):
+    columns = history.Columns(key="learner", timestamp="seen_at", start="term_start", outcome="withdrew_on")
+    students = chunk.students.rename(
+        columns={"student_id": "learner", "start_date": "term_start", "dropout_date": "withdrew_on"}
+    )
+    events = chunk.activity.rename(
+        columns={"student_id": "learner", "date": "seen_at", "minutes": "time_on_task"}
+    )
+    events["seen_at"] = pd.to_datetime(events["seen_at"]) + pd.Timedelta(
+        hours=23, minutes=59
+    )  # late that day
+    own = history.as_of(
+        *columns.standard(students, events), 6, 12, {"time_on_task": "sum", "score": "mean"}, ["age"]
+    )
+    demo = history.as_of(chunk.students, chunk.activity, 6, 12, {"minutes": "sum", "score": "mean"}, ["age"])
+    np.testing.assert_array_equal(own.sequence, demo.sequence)
+    np.testing.assert_array_equal(own.label, demo.label)
+    with pytest.raises(PipelineError, match="the activity table has no column 'learner'"):
+        columns.standard(students, chunk.activity)

@@ -36,6 +36,37 @@ class History:
     label: np.ndarray  # (n,) 1 if the student drops out on or after the cutoff
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Which of a team's columns are the student key, an activity row's timestamp (a date or a
+    time), the start of the student's term and the dropout date (null: still enrolled or done)."""
+
+    key: str = "student_id"
+    timestamp: str = "date"
+    start: str = "start_date"
+    outcome: str = "dropout_date"
+
+    def standard(self, students: pd.DataFrame, activity: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The two tables under the names this module reads.
+
+        Raises:
+            PipelineError: naming a declared column that a table lacks.
+        """
+        for table, frame, names in (
+            ("student", students, (self.key, self.start, self.outcome)),
+            ("activity", activity, (self.key, self.timestamp)),
+        ):
+            missing = [name for name in names if name not in frame.columns]
+            if missing:
+                raise PipelineError(
+                    f"the {table} table has no column {missing[0]!r} (it has: {', '.join(frame.columns)})"
+                )
+        renamed = {self.key: "student_id", self.start: "start_date", self.outcome: "dropout_date"}
+        return students.rename(columns=renamed), activity.rename(
+            columns={self.key: "student_id", self.timestamp: "date"}
+        )
+
+
 def cutoff_dates(students: pd.DataFrame, cutoff: int) -> pd.Series:
     """Each student's cutoff: the first day of week ``cutoff`` of their term."""
     return pd.to_datetime(students["start_date"]) + pd.Timedelta(days=7 * cutoff)
