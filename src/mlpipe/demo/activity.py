@@ -52,7 +52,6 @@ import pandas as pd
 
 CHUNK = 5_000  # students per chunk: part of the data's definition (each chunk has its own stream)
 ORACLE_PATHS = 256  # future walks per student for the oracle
-CHANNELS = ("minutes", "clicks", "submissions", "score")
 STUDY_MODES = {"full_time": 0.7, "part_time": 0.3}
 
 
