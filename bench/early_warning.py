@@ -85,7 +85,7 @@ def main() -> None:
         name: histories(part, rows, args.cutoffs, args.weeks)
         for name, part in splits(students, args.seed).items()
     }
-    result = early_warning.by_cutoff(by_split["test"], by_split["train"], oracle, args.seed)
+    result = early_warning.by_cutoff(by_split["test"], by_split["train"], args.seed, oracle=oracle)
     static, seq, mask, y = stacked(by_split["train"])
     scale = sequence.SequenceScale.fit(static, seq, mask)
     spec = sequence.SequenceSpec()

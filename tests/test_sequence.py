@@ -39,14 +39,9 @@ def test_it_trains_and_refuses_an_unknown_cell():
     rng = np.random.default_rng(1)
     scale, static, seq, mask = inputs(rng, n=40)
     y = rng.integers(0, 2, 40)
-    model = sequence.fit(
-        sequence.build(2, 6, 3, SPEC, 2),
-        scale.apply(static, seq, mask),
-        y,
-        scale.apply(static, seq, mask),
-        y,
-        SPEC,
-    )
+    model = sequence.build(2, 6, 3, SPEC, 2)
+    losses = sequence.fit(model, scale.apply(static, seq, mask), y, scale.apply(static, seq, mask), y, SPEC)
+    assert 1 <= len(losses) <= SPEC.epochs and all(np.isfinite(losses))
     probability = model.predict(scale.apply(static, seq, mask), verbose=0)
     assert ((probability > 0) & (probability < 1)).all()
     assert sequence.build(2, 6, 3, sequence.SequenceSpec(cell="lstm", units=2), 3).get_layer("lstm")

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe.bundle import card, lineage, onnx_graph, reference, signing
 from mlpipe.bundle import layout as bundle
+from mlpipe.bundle import lineage, onnx_graph, reference, signing
+from mlpipe.bundle.writing import write_bundle
 from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
 from mlpipe.core.params import ColumnRule, Params, load_params
@@ -160,23 +161,6 @@ def reference_of(prep: preprocessor.Preprocessor, served: Any, splits: Path) -> 
     prediction = reference.prediction_sketch(predictions, prep.task)
     inputs = {c: sketches[c] for c in prep.input_columns}
     return reference.document(inputs, prediction, files.parquet_rows(train), files.parquet_rows(test))
-
-
-def write_bundle(folder: Path, onnx_bytes: bytes, meta: dict[str, Any], key: Any = None) -> None:
-    """The ONNX model, the model card, the metadata and the checksums, next to the SavedModel
-    already in ``folder``, and with a signing ``key`` their signature; then verify the folder as
-    serving will (against the key's public half)."""
-    (folder / bundle.MODEL).write_bytes(onnx_bytes)
-    (folder / bundle.CARD).write_text(card.model_card(meta), encoding="utf-8")
-    meta["files"] = bundle.file_hashes(folder)
-    metadata = files.dumps_json(meta, sort_keys=False).encode("utf-8")
-    (folder / bundle.METADATA).write_bytes(metadata)
-    hashes = {**meta["files"], bundle.METADATA: bundle.sha256(metadata)}
-    checksums = bundle.format_checksums(hashes).encode("utf-8")
-    (folder / bundle.CHECKSUMS).write_bytes(checksums)
-    if key is not None:
-        (folder / bundle.SIGNATURE).write_text(signing.sign(checksums, key), encoding="ascii")
-    bundle.verify(folder, trusted_key=None if key is None else key.public_key())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -57,11 +57,11 @@ def test_baselines_learn_from_the_past_and_the_oracle_bounds_them():
     oracle = pd.concat([activity.oracle(chunk, k, 5).assign(cutoff=k) for k in (3, 6)])
     trains, tests = zip(*(split(chunk, k) for k in (3, 6)), strict=True)
     found = early_warning.by_cutoff(
-        dict(zip((3, 6), tests, strict=True)), dict(zip((3, 6), trains, strict=True)), oracle, 5
+        dict(zip((3, 6), tests, strict=True)), dict(zip((3, 6), trains, strict=True)), 5, oracle=oracle
     )
     for week in ("3", "6"):
         for name in ("logistic", "hgb"):
             auc = found[week]["baselines"][name]["roc_auc"]
             assert 0.65 < auc < found[week]["oracle"]["roc_auc"]
     with pytest.raises(PipelineError, match="the oracle has no probability for cutoff 3"):
-        early_warning.by_cutoff({3: tests[0]}, {3: trains[0]}, oracle[oracle["cutoff"] == 6], 5)
+        early_warning.by_cutoff({3: tests[0]}, {3: trains[0]}, 5, oracle=oracle[oracle["cutoff"] == 6])

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from mlpipe.core.errors import PipelineError
 from mlpipe.demo import activity
+from mlpipe.demo import cohort as cohort_files
 from mlpipe.features import history
 
 CHANNELS = {"minutes": "sum", "clicks": "sum", "submissions": "sum", "score": "mean"}
@@ -141,11 +142,13 @@ def test_the_oracle_is_calibrated_and_sees_what_averages_lose():
 
 def test_write_streams_three_tables(tmp_path):
     cohort = activity.Cohort(students=activity.CHUNK + 10, weeks=4, start=dt.date(2026, 1, 5), seed=1)
-    paths = [tmp_path / f"{name}.parquet" for name in ("students", "activity", "oracle")]
-    counts = activity.write(cohort, *paths, cutoffs=[2])
+    paths = [tmp_path / name for name in (cohort_files.STUDENTS, cohort_files.ACTIVITY, cohort_files.ORACLE)]
+    counts = cohort_files.write(cohort, tmp_path, cutoffs=[2])
     assert counts["students"] == len(pd.read_parquet(paths[0])) == activity.CHUNK + 10
     assert counts["activity_rows"] == len(pd.read_parquet(paths[1]))
-    assert set(pd.read_parquet(paths[2])["cutoff"]) == {2}
+    oracle = pd.read_parquet(paths[2])
+    assert set(oracle["cutoff"]) == {2}
+    assert (oracle["probability"] != oracle["latent"]).mean() > 0.9  # two oracles, not one twice
 
 
 def test_streamed_by_student_batches_equals_the_whole(chunk):
@@ -187,3 +190,26 @@ def test_a_teams_own_column_names_and_timestamps_give_the_same_rows(chunk):
     np.testing.assert_array_equal(own.label, demo.label)
     with pytest.raises(PipelineError, match="the activity table has no column 'learner'"):
         columns.standard(students, chunk.activity)
+
+
+def test_students_after_the_last_activity_are_scored_with_empty_histories(chunk):
+    quiet = chunk.students.assign(student_id=chunk.students["student_id"] + 10**6)  # no activity at all
+    students = pd.concat([chunk.students, quiet], ignore_index=True)
+    frames = (chunk.activity.iloc[i : i + 5000] for i in range(0, len(chunk.activity), 5000))
+    parts = list(history.as_of_streamed(students, frames, 5, 12, CHANNELS, STATIC))
+    whole = history.as_of(students, chunk.activity, 5, 12, CHANNELS, STATIC)
+    np.testing.assert_array_equal(np.concatenate([p.ids for p in parts]), whole.ids)
+    last = parts[-1]
+    assert len(last.ids) == np.isin(whole.ids, quiet["student_id"]).sum() > 0
+    assert np.isin(last.ids, quiet["student_id"]).all() and not last.sequence.any()
+
+
+def test_no_activity_at_all_is_an_empty_past_whatever_the_tables_types(chunk, tmp_path):
+    chunk.students.to_parquet(tmp_path / "students.parquet")
+    students = pd.read_parquet(tmp_path / "students.parquet")  # dates as a reader gives them back
+    for empty in (pd.DataFrame(columns=["student_id", "date"]), chunk.activity.iloc[:0]):
+        assert history.before_cutoff(empty, students, 3).empty
+        found = history.as_of(students, empty, 3, 12, CHANNELS, STATIC)
+        assert len(found.ids) > 0 and not found.sequence.any()
+        # a batch of no students (all had left) whose activity was all filtered away
+        assert len(history.as_of(students.iloc[:0], empty, 3, 12, CHANNELS, STATIC).ids) == 0

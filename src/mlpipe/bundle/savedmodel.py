@@ -106,10 +106,10 @@ def export(network: keras.Model, prep: preprocessor.Preprocessor, folder: str | 
     module = _RawRecordModel(network, prep)
     serve = tf.function(module.serve, input_signature=[module.signature])
     tf.saved_model.save(module, os.fspath(folder), signatures={"serving_default": serve})
-    _clear_fingerprint_uuid(Path(folder, "fingerprint.pb"))
+    clear_fingerprint_uuid(Path(folder, "fingerprint.pb"))
 
 
-def _clear_fingerprint_uuid(path: Path) -> None:
+def clear_fingerprint_uuid(path: Path) -> None:
     """Drop the random id TensorFlow writes into ``fingerprint.pb``: the rest is content hashes.
 
     Without this the export differs on every run, and so would the bundle's ``dvc.lock`` hash.

@@ -2,7 +2,7 @@
 
 Inputs: ``static`` ``[N, S]`` and ``sequence`` ``[N, W, C]`` (double; a null channel value is NaN)
 and ``mask`` ``[N, W]`` (bool, the observed weeks, a prefix). The graph applies
-:class:`mlpipe.training.sequence.SequenceScale` (NaN as 0, ``log1p``, standardise, padded weeks 0),
+:class:`mlpipe.features.point_in_time.SequenceScale` (NaN as 0, ``log1p``, standardise, padded weeks 0),
 then the network with ONNX's own ``GRU``/``LSTM`` operator (time-major, ``sequence_lens`` from the
 mask; no custom domain), and gives ``probability`` ``[N, 1]``.
 
@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mlpipe.training.sequence import SequenceScale
+from mlpipe.features.point_in_time import SequenceScale
 
 OPSET = 21
 

@@ -1,4 +1,5 @@
-"""``mlpipe predict``: batch scoring of a file, or of a folder on a Dask cluster."""
+"""``mlpipe predict``: batch scoring of a file, or of a folder on a Dask cluster; with ``--as-of``, an
+early-warning model's whole cohort straight from the student and activity tables."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def run(args: argparse.Namespace) -> None:
     if args.scheduler or args.cluster:
         run_on_cluster(args)
         return
+    if args.as_of or args.activity:
+        run_as_of(args)
+        return
 
     predictor = Predictor(args.bundle, threads=args.threads, trusted_key=trusted_pem(args)).load()
     report = predict_file(
@@ -31,6 +35,28 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"mlpipe: scored {report.scored} rows ({report.skipped} skipped) with {predictor.name}"
         f" {predictor.version} in {report.seconds:.2f} s -> {args.output}",
+        file=sys.stderr,
+    )
+
+
+def run_as_of(args: argparse.Namespace) -> None:
+    import datetime as dt
+
+    from mlpipe.serving import as_of
+    from mlpipe.serving.predictor import Predictor
+
+    if not (args.as_of and args.activity):
+        raise PipelineError("--as-of and --activity go together: the input is then the student table")
+    try:
+        day = dt.date.fromisoformat(args.as_of)
+    except ValueError:
+        raise PipelineError(f"--as-of {args.as_of!r}: give a date, YYYY-MM-DD") from None
+    predictor = Predictor(args.bundle, threads=args.threads, trusted_key=trusted_pem(args)).load()
+    report = as_of.score(predictor, args.input, args.activity, day, args.output, args.chunk_rows)
+    print(
+        f"mlpipe: scored {report.scored} students as of {day} with {predictor.name} {predictor.version}"
+        f" in {report.seconds:.2f} s ({report.left} had left, {report.not_begun} had not completed a"
+        f" week) -> {args.output}",
         file=sys.stderr,
     )
 
@@ -103,6 +129,15 @@ def add(commands: Any) -> None:
         default="parquet",
         choices=["csv", "jsonl", "parquet"],
         help="output parts' format on a cluster (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--as-of",
+        metavar="DATE",
+        help="early warning: score every enrolled student from activity strictly before DATE (the"
+        " input is the student table)",
+    )
+    predict.add_argument(
+        "--activity", help="early warning: the activity table (.parquet or .csv, in student order)"
     )
     add_trusted_key(predict)
     predict.set_defaults(run=run)

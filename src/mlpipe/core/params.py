@@ -36,6 +36,7 @@ from mlpipe.core.sections import (
     SimulateParams,
     TrainParams,
     ValidateParams,
+    describe,
     known_metric,
 )
 
@@ -95,30 +96,23 @@ class Params:
     retrain: RetrainParams | None = None  # only a pipeline retrained on new data has one
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"])
-        if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            parts.append(f"unknown key {key!r}")
-        elif item["type"] in ("missing", "missing_argument"):
-            parts.append(f"missing key {key!r}")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            parts.append(f"{key or 'params'}: {message}" if key else message)
-    return "; ".join(parts)
-
-
 def parse_params(data: object, source: str = "params.yaml") -> Params:
     """Validate a parsed params mapping.
 
     Raises:
         PipelineError: naming every unknown, missing or invalid key.
     """
+    from mlpipe.core.history_params import HISTORY
+
+    if isinstance(data, dict) and HISTORY in data:
+        raise PipelineError(
+            f"{source} is an early-warning pipeline's params (it has a {HISTORY!r} section):"
+            " its stages are python -m mlpipe.early_warning.<stage>"
+        )
     try:
         return TypeAdapter(Params).validate_python(data)
     except ValidationError as exc:
-        raise PipelineError(f"{source}: {_describe(exc)}") from None
+        raise PipelineError(f"{source}: {describe(exc)}") from None
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlpipe.core.errors import PipelineError
 
@@ -269,3 +269,18 @@ def known_metric(value: str) -> str:
     except PipelineError as exc:
         raise ValueError(str(exc)) from None
     return value
+
+
+def describe(error: ValidationError) -> str:
+    """A validation error as one line naming every unknown, missing or invalid key."""
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+            parts.append(f"unknown key {key!r}")
+        elif item["type"] in ("missing", "missing_argument"):
+            parts.append(f"missing key {key!r}")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            parts.append(f"{key or 'params'}: {message}" if key else message)
+    return "; ".join(parts)

@@ -37,7 +37,8 @@ shows noisily, so it is a ceiling no model of the activity reaches; the best suc
 given what it sees is :func:`mlpipe.demo.filtering.observable_oracle`.
 
 Streaming: students are made :data:`CHUNK` at a time, each chunk from its own seeded generator, and
-written as they are made, so memory is bounded by a chunk whatever the number of students.
+written as they are made (:mod:`mlpipe.demo.cohort`), so memory is bounded by a chunk whatever the
+number of students.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ class Cohort:
 class Chunk:
     """One chunk of students: their table, their activity rows, and the latent state behind them."""
 
-    students: pd.DataFrame  # student_id, prior_gpa, study_mode, age, start_date, dropout_date
+    students: pd.DataFrame  # student_id, prior_gpa, study_mode, part_time, age, start_date, dropout_date
     activity: pd.DataFrame  # student_id, date, minutes, clicks, submissions, score
     engagement: np.ndarray  # (n, weeks) latent e[w]
     drift: np.ndarray  # (n,)
@@ -113,6 +113,7 @@ def make_chunk(cohort: Cohort, index: int, first_id: int, n: int) -> Chunk:
             "student_id": np.arange(first_id, first_id + n, dtype=np.int64),
             "prior_gpa": gpa,
             "study_mode": np.where(part_time, "part_time", "full_time"),
+            "part_time": part_time.astype(np.int64),  # the same, as a number a model reads
             "age": age,
             "start_date": np.full(n, start),
             "dropout_date": np.where(
@@ -181,33 +182,3 @@ def oracle(chunk: Chunk, cutoff: int, seed: int) -> pd.DataFrame:
             "dropped_out": chunk.dropped_week[alive] >= cutoff,
         }
     )
-
-
-def write(cohort: Cohort, students: Path, activity: Path, oracle_path: Path, cutoffs: list[int]) -> dict:
-    """Stream the cohort into three Parquet files (students, activity, the oracle by cutoff);
-    returns counts for the metrics."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    writers: dict[Path, pq.ParquetWriter] = {}
-    counts = {"students": 0, "activity_rows": 0, "dropped_out": 0}
-
-    def put(path: Path, frame: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if path not in writers:
-            writers[path] = pq.ParquetWriter(path, table.schema, compression="zstd")
-        writers[path].write_table(table)
-
-    try:
-        for chunk in chunks(cohort):
-            put(students, chunk.students)
-            put(activity, chunk.activity)
-            for cutoff in cutoffs:
-                put(oracle_path, oracle(chunk, cutoff, cohort.seed).assign(cutoff=cutoff))
-            counts["students"] += len(chunk.students)
-            counts["activity_rows"] += len(chunk.activity)
-            counts["dropped_out"] += int((chunk.dropped_week >= 0).sum())
-    finally:
-        for writer in writers.values():
-            writer.close()
-    return counts

@@ -79,6 +79,8 @@ def before_cutoff(activity: pd.DataFrame, students: pd.DataFrame, cutoff: int) -
     Raises:
         PipelineError: for an activity row of a student not in ``students``.
     """
+    if activity.empty:  # nothing to date (its columns may have no types)
+        return activity.assign(day=np.zeros(0, np.int64))
     start = pd.to_datetime(students.set_index("student_id")["start_date"])
     begun = activity["student_id"].map(start)
     if begun.isna().any():
@@ -97,9 +99,11 @@ def weekly(
     unknown = sorted(set(channels.values()) - set(AGGREGATIONS))
     if unknown:
         raise PipelineError(f"unknown weekly aggregation {unknown[0]!r} (known: {', '.join(AGGREGATIONS)})")
+    sequence = np.zeros((len(ids), weeks, len(channels)), np.float64)
+    if past.empty:  # no activity at all (its columns may be absent too)
+        return sequence, np.zeros((len(ids), weeks))
     row = np.searchsorted(ids, past["student_id"].to_numpy())
     week = past["day"].to_numpy() // 7
-    sequence = np.zeros((len(ids), weeks, len(channels)), np.float64)
     frame = pd.DataFrame({"row": row, "week": week, **{c: past[c].to_numpy(np.float64) for c in channels}})
     grouped = frame.groupby(["row", "week"], sort=False)
     for j, (channel, how) in enumerate(channels.items()):
@@ -207,6 +211,23 @@ def student_batches(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield carried
 
 
+def by_student_batch(
+    students: pd.DataFrame, frames: Iterator[pd.DataFrame]
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Activity that arrives in student order, paired a batch of students at a time with the
+    students it covers: the students without activity go with the batch whose ids come next (the
+    last with the last), so every student is in exactly one pair."""
+    ordered = students.sort_values("student_id", kind="stable")
+    ids = ordered["student_id"].to_numpy()
+    start = 0
+    for batch in student_batches(frames):
+        end = int(np.searchsorted(ids, batch["student_id"].iloc[-1], side="right"))
+        yield ordered.iloc[start:end], batch
+        start = end
+    if start < len(ids) or start == 0:
+        yield ordered.iloc[start:], pd.DataFrame(columns=["student_id", "date"])
+
+
 def as_of_streamed(
     students: pd.DataFrame,
     frames: Iterator[pd.DataFrame],
@@ -216,21 +237,7 @@ def as_of_streamed(
     static: Sequence[str],
 ) -> Iterator[History]:
     """:func:`as_of` over activity that arrives in student order, a batch of students at a time,
-    so memory is bounded by a batch: the students without activity go with the batch whose ids
-    come next (the last with the last). Concatenated, the batches are :func:`as_of` of the whole."""
-    ordered = students.sort_values("student_id", kind="stable")
-    ids = ordered["student_id"].to_numpy()
-    start = 0
-    for batch in student_batches(frames):
-        end = int(np.searchsorted(ids, batch["student_id"].iloc[-1], side="right"))
-        yield as_of(ordered.iloc[start:end], batch, cutoff, max_weeks, channels, static)
-        start = end
-    if start < len(ids) or start == 0:
-        yield as_of(
-            ordered.iloc[start:],
-            pd.DataFrame(columns=["student_id", "date", *channels]),
-            cutoff,
-            max_weeks,
-            channels,
-            static,
-        )
+    so memory is bounded by a batch (:func:`by_student_batch`). Concatenated, the batches are
+    :func:`as_of` of the whole."""
+    for some, batch in by_student_batch(students, frames):
+        yield as_of(some, batch, cutoff, max_weeks, channels, static)

@@ -29,6 +29,7 @@ import numpy as np
 
 from mlpipe.bundle import layout as bundle
 from mlpipe.core.errors import PipelineError
+from mlpipe.serving.history import HistorySchema
 from mlpipe.serving.prediction import Prediction
 from mlpipe.serving.schema import FieldError, RecordError, Schema, summarise
 
@@ -59,6 +60,7 @@ class Predictor:
         self._verified: bundle.Verified | None = None
         self._session: Any = None
         self._schema = Schema([])
+        self._history: HistorySchema | None = None
         self.load_error: str | None = None
 
     @classmethod
@@ -112,11 +114,15 @@ class Predictor:
         options.log_severity_level = 3
         session = ort.InferenceSession(verified.model, options, providers=["CPUExecutionProvider"])
         inputs = verified.metadata["inputs"]
-        self._schema = Schema.from_metadata(inputs)
         reads = {i.name: i.type for i in session.get_inputs()}
-        if set(reads) != set(inputs):
+        history = verified.metadata.get("history")
+        if history is not None:  # an early-warning model: static fields and a weekly history
+            self._history = history_schema(verified.metadata, reads)
+        else:
+            self._schema = Schema.from_metadata(inputs)
+        if history is None and set(reads) != set(inputs):
             raise bundle.BundleError("the ONNX model's inputs do not match the metadata's input schema")
-        for name, spec in inputs.items():  # a type rewritten in the metadata disagrees with the graph
+        for name, spec in inputs.items() if history is None else ():  # a type rewritten in the metadata
             if reads[name] != ("tensor(string)" if spec["type"] == "string" else "tensor(double)"):
                 raise bundle.BundleError(
                     f"{bundle.METADATA}: input {name!r} is declared {spec['type']},"
@@ -166,14 +172,27 @@ class Predictor:
             RecordError: listing every bad row and field.
         """
         self.load()
+        if self._history is not None:
+            return self._run(self._history.parse(records), len(records))
         columns, errors = self._schema.check_records(records)
         if errors:
             raise RecordError(errors)
         return self._run(columns, len(records))
 
+    @property
+    def history(self) -> HistorySchema | None:
+        """What an early-warning model reads (static fields, channels, weeks); None for a flat one."""
+        self.load()
+        return self._history
+
     def check_frame(self, frame: Any) -> tuple[dict[str, np.ndarray], list[FieldError]]:
         """A DataFrame's input columns as model inputs, and every problem found (rows from 0)."""
         self.load()
+        if self._history is not None:
+            raise PipelineError(
+                f"{self.name} reads a weekly history: score records with one, or an activity table"
+                " with `mlpipe predict --as-of`"
+            )
         return self._schema.check_frame(frame)
 
     def predict_frame(self, frame: Any) -> Prediction:
@@ -219,6 +238,20 @@ class Predictor:
             )
         values = output.astype(np.float64)
         return Prediction(values.reshape(-1) if values.shape[1] == 1 else values, *self._labels)
+
+
+def history_schema(metadata: dict[str, Any], reads: dict[str, str]) -> HistorySchema:
+    """An early-warning bundle's :class:`HistorySchema`, checked against its graph's inputs.
+
+    Raises:
+        mlpipe.bundle.layout.BundleError: if the graph does not read the static row, the history
+            and its mask.
+    """
+    wanted = {"static": "tensor(double)", "sequence": "tensor(double)", "mask": "tensor(bool)"}
+    if reads != wanted:
+        raise bundle.BundleError(f"{bundle.MODEL}: an early-warning model reads {wanted}, this one {reads}")
+    history = metadata["history"]
+    return HistorySchema(tuple(metadata["inputs"]), tuple(history["channels"]), int(history["weeks"]))
 
 
 class StaleBundle(PipelineError):

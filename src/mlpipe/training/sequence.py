@@ -4,7 +4,7 @@ recurrent branch (GRU or LSTM) over the weekly sequence of activity, merged befo
 The sequence's mask is an input of its own, not a padding value: a week the student was enrolled
 but did nothing is all zeros and still a week, so ``keras.layers.Masking`` (which drops zero
 steps) would be wrong. The channels are scaled by :class:`SequenceScale` (``log1p`` then
-standardised on the training split), fitted once and stored with the model.
+standardised on the training split), fitted by the preprocess stage and stored in its JSON.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from mlpipe.core.history_params import SequenceTrainParams
+from mlpipe.features.point_in_time import SequenceScale
+
+__all__ = ["SequenceScale", "SequenceSpec", "build", "fit"]
 
 
 @dataclass(frozen=True)
@@ -28,36 +33,19 @@ class SequenceSpec:
     epochs: int = 60  # an upper bound: early stopping on the validation split decides
     patience: int = 5
 
-
-@dataclass(frozen=True)
-class SequenceScale:
-    """``log1p`` of each channel, then its training-split mean and standard deviation over the
-    observed weeks; and the static columns' means and deviations."""
-
-    channel_mean: np.ndarray
-    channel_std: np.ndarray
-    static_mean: np.ndarray
-    static_std: np.ndarray
-
     @classmethod
-    def fit(cls, static: np.ndarray, sequence: np.ndarray, mask: np.ndarray) -> SequenceScale:
-        seen = np.log1p(np.maximum(np.nan_to_num(sequence[mask], nan=0.0), 0.0))
+    def from_params(cls, train: SequenceTrainParams) -> SequenceSpec:
+        """The spec of an early-warning params file's ``train`` section."""
         return cls(
-            seen.mean(axis=0),
-            np.where(seen.std(axis=0) > 0, seen.std(axis=0), 1.0),
-            static.mean(axis=0),
-            np.where(static.std(axis=0) > 0, static.std(axis=0), 1.0),
+            train.sequence.cell,
+            train.sequence.units,
+            train.static_units,
+            train.merged_units,
+            train.learning_rate,
+            train.batch_size,
+            train.epochs,
+            train.patience,
         )
-
-    def apply(self, static: np.ndarray, sequence: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """The network's three inputs; a null (NaN) channel value counts as 0, padded weeks stay 0."""
-        filled = np.nan_to_num(np.asarray(sequence, np.float64), nan=0.0)
-        scaled = (np.log1p(np.maximum(filled, 0.0)) - self.channel_mean) / self.channel_std
-        return {
-            "static": ((static - self.static_mean) / self.static_std).astype(np.float32),
-            "sequence": np.where(mask[..., None], scaled, 0.0).astype(np.float32),
-            "mask": mask.astype(bool),
-        }
 
 
 def build(n_static: int, weeks: int, channels: int, spec: SequenceSpec, seed: int) -> Any:
@@ -84,12 +72,13 @@ def build(n_static: int, weeks: int, channels: int, spec: SequenceSpec, seed: in
 
 def fit(
     model: Any, train: dict[str, np.ndarray], y: np.ndarray, val: dict, y_val: np.ndarray, spec: SequenceSpec
-) -> Any:
-    """Train with early stopping on the validation loss, keeping the best weights."""
+) -> list[float]:
+    """Train with early stopping on the validation loss, keeping the best weights; returns the
+    validation loss of each epoch."""
     import keras
 
     stop = keras.callbacks.EarlyStopping(patience=spec.patience, restore_best_weights=True)
-    model.fit(
+    history = model.fit(
         train,
         y.astype(np.float32),
         validation_data=(val, y_val.astype(np.float32)),
@@ -99,4 +88,14 @@ def fit(
         shuffle=True,
         verbose=0,
     )
-    return model
+    return [float(v) for v in history.history["val_loss"]]
+
+
+def predict(model: Any, inputs: dict[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
+    """The probabilities ``(n,)`` as float64, in batches, without Keras' per-call overhead."""
+    n = len(inputs["mask"])
+    out = [
+        np.asarray(model({k: v[i : i + batch_size] for k, v in inputs.items()}, training=False))
+        for i in range(0, n, batch_size)
+    ]
+    return np.concatenate(out).reshape(-1).astype(np.float64) if out else np.empty(0)

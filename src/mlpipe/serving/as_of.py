@@ -1,0 +1,159 @@
+"""Scoring a whole cohort as of a date, straight from the student table and the activity table,
+with an early-warning bundle (``mlpipe predict --as-of``).
+
+Each student is scored at the last cutoff before the date: ``k`` whole weeks of their term have
+passed (``start + 7k <= date``), and the model reads the activity strictly before ``start + 7k``
+(:func:`mlpipe.features.history.before_cutoff`, the same code the model was trained with), so
+nothing on or after the date is read. A student whose term has not completed a week, or who has
+left by the date, is not scored (counted in the report). Histories longer than the model's weeks
+are cut to its last cutoff-compatible length: ``k`` is at most the model's weeks.
+
+The activity is streamed in student order, ``batch_rows`` rows at a time, so memory is bounded
+by a batch of students, and scored a batch at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlpipe.core import files
+from mlpipe.core.errors import PipelineError
+from mlpipe.features import history
+from mlpipe.serving.predictor import Predictor
+
+
+@dataclass
+class Report:
+    scored: int = 0
+    not_begun: int = 0  # no whole week of the term before the date
+    left: int = 0  # dropped out on or before the date
+    seconds: float = 0.0
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path, columns=columns)
+    if suffix == ".csv":
+        return pd.read_csv(path, usecols=columns)
+    raise PipelineError(f"{path}: read .parquet or .csv")
+
+
+def activity_frames(
+    path: str | Path, names: history.Columns, channels: list[str], batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The activity table's key, timestamp and channels, ``batch_rows`` rows at a time, under the
+    standard names."""
+    wanted = [names.key, names.timestamp, *channels]
+    renamed = {names.key: "student_id", names.timestamp: "date"}
+    if Path(path).suffix.lower() != ".parquet":
+        for frame in pd.read_csv(path, usecols=wanted, chunksize=batch_rows):
+            yield frame.rename(columns=renamed)
+        return
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    missing = [c for c in wanted if c not in file.schema_arrow.names]
+    if missing:
+        raise PipelineError(
+            f"{path}: no column {missing[0]!r} (it has: {', '.join(file.schema_arrow.names)})"
+        )
+    for batch in file.iter_batches(batch_size=batch_rows, columns=wanted):
+        yield batch.to_pandas().rename(columns=renamed)
+
+
+def cohort(students: pd.DataFrame, as_of: dt.date, weeks: int, report: Report) -> pd.DataFrame:
+    """The students to score and each one's cutoff week."""
+    start = pd.to_datetime(students["start_date"])
+    day = pd.Timestamp(as_of)
+    left = pd.to_datetime(students["dropout_date"]) <= day
+    cutoff = ((day - start).dt.days // 7).clip(upper=weeks)
+    begun = cutoff >= 1
+    report.left += int((left & begun).sum())
+    report.not_begun += int((~begun).sum())
+    return students[(begun & ~left).to_numpy()].assign(cutoff=cutoff[(begun & ~left).to_numpy()])
+
+
+def scored_batch(
+    predictor: Predictor, students: pd.DataFrame, batch: pd.DataFrame, cutoff: int, key: str
+) -> pd.DataFrame:
+    """One batch of students' probabilities at ``cutoff`` from their activity ``batch``."""
+    spec = predictor.metadata["history"]
+    batch = batch[np.isin(batch["student_id"].to_numpy(), students["student_id"].to_numpy())]
+    static = list(predictor.metadata["inputs"])
+    found = history.as_of(students, batch, cutoff, int(spec["weeks"]), spec["channels"], static)
+    inputs = {
+        "static": found.static.to_numpy(np.float64),
+        "sequence": found.sequence.astype(np.float64),
+        "mask": found.mask,
+    }
+    probability = predictor.predict_columns(inputs, len(found.ids)).values
+    return pd.DataFrame({key: found.ids, "cutoff_week": cutoff, "probability": probability})
+
+
+def read_students(path: str | Path, names: history.Columns, static: list[str]) -> pd.DataFrame:
+    """The student table under the standard names (no outcome column: all enrolled).
+
+    Raises:
+        PipelineError: naming a missing static column, or the first row where one is null.
+    """
+    table = read_table(path)
+    if names.outcome not in table.columns:
+        table = table.assign(**{names.outcome: pd.NaT})
+    students, _ = names.standard(table, pd.DataFrame(columns=[names.key, names.timestamp]))
+    for name in static:
+        if name not in students.columns:
+            raise PipelineError(f"{path}: no static column {name!r}")
+        if students[name].isna().any():
+            row = int(np.flatnonzero(students[name].isna().to_numpy())[0])
+            raise PipelineError(f"{path}: row {row}: {name} is null")
+    return students
+
+
+def score(
+    predictor: Predictor,
+    students_path: str | Path,
+    activity_path: str | Path,
+    as_of: dt.date,
+    output: str | Path,
+    batch_rows: int = 500_000,
+) -> Report:
+    """Score every enrolled student as of ``as_of`` into ``output`` (.parquet or .csv): the key,
+    the cutoff week, the probability, whether it is flagged, and the model's name and version.
+
+    Raises:
+        PipelineError: for a bundle that reads no history, a missing column, or a null static field.
+    """
+    spec = predictor.metadata.get("history")
+    if spec is None:
+        raise PipelineError(f"{predictor.name} reads no history: --as-of scores early-warning models")
+    began, report = time.perf_counter(), Report()
+    names = history.Columns(**spec["columns"])
+    students = read_students(students_path, names, list(predictor.metadata["inputs"]))
+    chosen = cohort(students, as_of, int(spec["weeks"]), report)
+    parts = [
+        scored_batch(predictor, some, batch, int(cutoff), names.key)
+        for cutoff in sorted(chosen["cutoff"].unique())
+        for some, batch in history.by_student_batch(
+            chosen[chosen["cutoff"] == cutoff],
+            activity_frames(activity_path, names, list(spec["channels"]), batch_rows),
+        )
+    ]
+    empty = pd.DataFrame({names.key: [], "cutoff_week": [], "probability": []})
+    out = pd.concat(parts, ignore_index=True) if parts else empty
+    out["flagged"] = out["probability"] >= predictor.metadata["output"]["threshold"]
+    out["model"], out["version"] = predictor.name, predictor.version
+    with files.atomic_path(output) as tmp:
+        if Path(output).suffix.lower() == ".csv":
+            out.to_csv(tmp, index=False)
+        else:
+            out.to_parquet(tmp, index=False)
+    report.scored, report.seconds = len(out), time.perf_counter() - began
+    return report
