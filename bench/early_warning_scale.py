@@ -3,7 +3,7 @@ term (about 10M activity rows), each stage a process of its own as DVC runs it, 
 memory (``/usr/bin/time -v``); then the training speed against a bare ``model.fit`` on the same
 tensors, side by side in one process.
 
-    python bench/early_warning_scale.py [--students 100000] [--weeks 40] [--epochs 6] [--folder DIR]
+    python bench/early_warning_scale.py [--students 100000] [--weeks 40] [--epochs N] [--folder DIR]
 
 The oracle is left out (``simulate.oracle: false``; evaluate without ``--oracle``): it is the demo's
 yardstick, a particle filter a team's own pipeline does not have. Prints a table and writes
@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def params_file(folder: Path, args: argparse.Namespace) -> Path:
     data = yaml.safe_load((ROOT / "pipelines" / "early_warning" / "params.yaml").read_text())
     data["simulate"].update(students=args.students, weeks=args.weeks, oracle=False)
-    data["train"].update(epochs=args.epochs, patience=args.epochs)
+    if args.epochs:  # a fixed number of epochs (no early stopping), for a quick run
+        data["train"].update(epochs=args.epochs, patience=args.epochs)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -57,7 +58,7 @@ def stage(folder: Path, name: str, *arguments: str) -> dict:
 def bare_fit(folder: Path, params: Path, epochs: int) -> float:
     """Rows/s of a bare ``model.fit`` (the same network, tensors, batch and validation) over as many
     epochs as the stage ran, no callbacks: what the stage's training is measured against."""
-    from mlpipe.core.history_params import load_early_warning_params
+    from mlpipe.core.params import load_early_warning_params
     from mlpipe.features import point_in_time
     from mlpipe.training import sequence
 
@@ -85,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--students", type=int, default=100_000)
     parser.add_argument("--weeks", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, help="default: the params' (early stopping decides)")
     parser.add_argument("--folder", help="work folder (default: a temporary one)")
     args = parser.parse_args()
     folder = Path(args.folder or tempfile.mkdtemp(prefix="early-warning-scale-"))

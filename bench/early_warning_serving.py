@@ -29,7 +29,7 @@ import onnxruntime as ort
 from mlpipe.bundle import layout as bundle
 from mlpipe.bundle import sequence_bundle, sequence_onnx
 from mlpipe.bundle.writing import write_bundle
-from mlpipe.core.history_params import load_early_warning_params
+from mlpipe.core.params import load_early_warning_params
 from mlpipe.demo import activity, cohort
 from mlpipe.serving.history import HistorySchema
 from mlpipe.training import sequence

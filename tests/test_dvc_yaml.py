@@ -155,8 +155,7 @@ def test_the_packaged_artifact_is_declared_under_the_params_name():
 
 
 def test_every_pipeline_loads_its_params_strictly():
-    from mlpipe.core.history_params import load_early_warning_params
-    from mlpipe.core.params import load_params
+    from mlpipe.core.params import load_early_warning_params, load_params
 
     for path in PIPELINES:
         early = path.parent.name == "early_warning"

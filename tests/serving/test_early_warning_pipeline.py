@@ -254,3 +254,57 @@ def test_a_history_bundle_whose_graph_reads_flat_columns_is_refused():
     )
     with pytest.raises(layout.BundleError, match="an early-warning model reads"):
         history_schema(meta, {"age": "tensor(double)"})
+
+
+def test_monitor_cohort_joins_scores_made_as_of_a_date_with_later_outcomes_and_measures_channel_drift(
+    built: Path, tmp_path: Path
+):
+    from mlpipe.evaluation.early_warning import cutoff_metrics
+
+    source, bundle = built / "source", built / "bundle"
+    as_of = (START + dt.timedelta(days=7 * 4)).isoformat()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mlpipe.cli", *args], capture_output=True, text=True)
+
+    def scored_and_judged(activity: Path, name: str) -> tuple[pd.DataFrame, dict, int]:
+        scored = tmp_path / f"{name}.scored.parquet"
+        done = cli(
+            "predict", str(source / "students.parquet"), "--activity", str(activity), "-o", str(scored)
+        )
+        assert done.returncode == 1 and "--as-of and --activity go together" in done.stderr
+        done = cli(
+            *("predict", str(source / "students.parquet"), "--activity", str(activity), "--as-of", as_of),
+            *("--bundle", str(bundle), "-o", str(scored)),
+        )
+        assert done.returncode == 0, done.stderr
+        judged = cli(
+            *("monitor-cohort", str(scored), "--students", str(source / "students.parquet")),
+            *(
+                "--activity",
+                str(activity),
+                "--bundle",
+                str(bundle),
+                "--metrics",
+                str(tmp_path / f"{name}.json"),
+            ),
+        )
+        assert judged.returncode in (0, 2), judged.stderr
+        return pd.read_parquet(scored), json.loads((tmp_path / f"{name}.json").read_text()), judged.returncode
+
+    scored, summary, status = scored_and_judged(source / "activity.parquet", "same")
+    students = pd.read_parquet(source / "students.parquet").set_index("student_id")
+    label = students["dropout_date"].reindex(scored["student_id"]).notna().to_numpy().astype(int)
+    expected = cutoff_metrics(label, scored["probability"].to_numpy())
+    assert summary["live"]["4"]["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-12)
+    assert summary["live"]["4"]["test"]["roc_auc"] > 0.5 and "log_loss_ratio" in summary["live"]["4"]
+    assert set(summary["drift"]) == {"prior_gpa", "age", "part_time", "prediction"} | {
+        f"history.{c}" for c in ("minutes", "clicks", "submissions", "score")
+    }
+    assert max(summary["drift"].values()) < 0.2 and status == 0 and summary["verdict"] == "healthy"
+    shifted = pd.read_parquet(source / "activity.parquet")
+    shifted["minutes"] = shifted["minutes"] * 5  # a platform that now counts time five times over
+    shifted.to_parquet(tmp_path / "shifted.parquet", index=False)
+    _, summary, status = scored_and_judged(tmp_path / "shifted.parquet", "shifted")
+    assert summary["drift"]["history.minutes"] > 0.2 and summary["drift"]["history.clicks"] < 0.2
+    assert status == 2 and any("history.minutes" in a for a in summary["alerts"])

@@ -80,6 +80,17 @@ def shortfall_lines(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+FILES = (
+    "- Files: `model.onnx` (ONNX Runtime), `saved_model/` (TensorFlow Serving), checked by"
+    " `sha256sum -c SHA256SUMS`."
+)
+
+
+def heading(meta: dict[str, Any]) -> list[str]:
+    """A card's title (name and version) and the model's description."""
+    return [f"# Model card: {meta['name']} ({meta['version']})", "", meta["description"], ""]
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """The bundle's README, from its metadata."""
     data, git, output = meta["data"], meta["git"], meta["output"]
@@ -87,10 +98,7 @@ def model_card(meta: dict[str, Any]) -> str:
     dirty = " with uncommitted changes" if git["dirty"] else ""
     return "\n".join(
         [
-            f"# Model card: {meta['name']} ({meta['version']})",
-            "",
-            meta["description"],
-            "",
+            *heading(meta),
             f"- Task: {meta['task']}; predicts `{output['target']}`{classes}",
             f"- Built from commit `{git['revision']}`{dirty};"
             " the md5 of every upstream output is in `metadata.json` (`lineage`).",
@@ -119,8 +127,7 @@ def model_card(meta: dict[str, Any]) -> str:
             *shortfall_lines(meta),
             "- Scores are measured on held-out groups of the same source; a shift in who or what is"
             " measured needs a new evaluation.",
-            "- Files: `model.onnx` (ONNX Runtime), `saved_model/` (TensorFlow Serving), checked by"
-            " `sha256sum -c SHA256SUMS`.",
+            FILES,
             "",
         ]
     )

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mlpipe.bundle import card as card_text
+from mlpipe.bundle import reference
 from mlpipe.features.point_in_time import SequenceScale
 
 TARGET = "dropped_out"
@@ -84,9 +86,12 @@ def metadata(prep: dict[str, Any], params: Any, evaluation: dict[str, Any], rows
     }
 
 
-def parity(network: Any, scale: SequenceScale, onnx_bytes: bytes, signature: Any, test: dict) -> dict:
+def parity(
+    network: Any, scale: SequenceScale, onnx_bytes: bytes, signature: Any, test: dict
+) -> tuple[dict[str, float], np.ndarray]:
     """The largest difference between Keras (scaled in NumPy), ONNX Runtime and the SavedModel on
-    the test split's point-in-time rows (at most 2,000)."""
+    the test split's point-in-time rows (at most 2,000 compared; all scored by ONNX Runtime, whose
+    probabilities are returned too)."""
     import onnxruntime as ort
     import tensorflow as tf
 
@@ -101,10 +106,35 @@ def parity(network: Any, scale: SequenceScale, onnx_bytes: bytes, signature: Any
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     onnx_out = session.run(None, raw)[0].reshape(-1)
     saved = signature(**{k: tf.constant(v) for k, v in raw.items()})["probability"].numpy().reshape(-1)
-    return {
+    every = {"static": test["static"], "sequence": test["sequence"].astype(np.float64), "mask": test["mask"]}
+    differences = {
         "onnx": float(np.max(np.abs(onnx_out - keras_out), initial=0.0)),
         "saved_model": float(np.max(np.abs(saved - keras_out), initial=0.0)),
     }
+    return differences, session.run(None, every)[0].reshape(-1).astype(np.float64)
+
+
+def numbers(values: np.ndarray) -> reference.Sketch:
+    """A number sketch: deciles of the values (NaN counted missing) and their counts."""
+    present = values[~np.isnan(values)]
+    stride = max(1, len(present) // reference.SAMPLE)
+    sketch = reference.Sketch("number", reference.edges_of(present[::stride]))
+    sketch.counts = [0] * (len(sketch.edges) + 1)
+    sketch.add(values)
+    return sketch
+
+
+def reference_document(train: dict[str, np.ndarray], prep: dict[str, Any], probability: np.ndarray) -> dict:
+    """``reference.json``: what monitoring measures drift against. The static fields and each
+    channel's weekly values over the observed weeks (``history.<channel>``) of the training split,
+    and the test split's probabilities."""
+    inputs = {
+        name: numbers(train["static"][:, j].astype(np.float64)) for j, name in enumerate(prep["static"])
+    }
+    observed = train["sequence"][train["mask"]].astype(np.float64)
+    for j, channel in enumerate(prep["channels"]):
+        inputs[f"history.{channel}"] = numbers(observed[:, j])
+    return reference.document(inputs, numbers(probability), len(train["ids"]), len(probability))
 
 
 def card(meta: dict[str, Any]) -> str:
@@ -132,10 +162,7 @@ def card(meta: dict[str, Any]) -> str:
     dirty = " with uncommitted changes" if git["dirty"] else ""
     return "\n".join(
         [
-            f"# Model card: {meta['name']} ({meta['version']})",
-            "",
-            meta["description"],
-            "",
+            *card_text.heading(meta),
             f"- Predicts the probability that a student drops out after the cutoff week (`{TARGET}`),",
             "  from the static fields and the weekly history before it: "
             + ", ".join(f"`{c}` ({how} per week)" for c, how in history["channels"].items())
@@ -158,8 +185,7 @@ def card(meta: dict[str, Any]) -> str:
             "- A history must not run past its cutoff: the server refuses more weeks than the model reads.",
             "- Measured at the cutoffs above on held-out students of the same source; other weeks,"
             " terms or institutions need a new evaluation.",
-            "- Files: `model.onnx` (ONNX Runtime), `saved_model/` (TensorFlow Serving), checked by"
-            " `sha256sum -c SHA256SUMS`.",
+            card_text.FILES,
             "",
         ]
     )

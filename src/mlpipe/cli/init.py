@@ -153,7 +153,15 @@ def init(
 
 
 def run(args: argparse.Namespace) -> None:
-    folder = init(args.name, args.data, args.target, args.task, args.group, args.query, Path(args.repo))
+    if args.activity:
+        from mlpipe.cli.history_init import init_history
+
+        given = {"key": args.key, "timestamp": args.timestamp, "start": args.start, "outcome": args.target}
+        folder = init_history(args.name, args.data, args.activity, Path(args.repo), given)
+    elif args.target is None:
+        raise PipelineError("--target is needed: the column to predict")
+    else:
+        folder = init(args.name, args.data, args.target, args.task, args.group, args.query, Path(args.repo))
     print(
         f"mlpipe: wrote {folder}/params.yaml and dvc.yaml: review the lines marked `inferred`, then"
         f" run `dvc repro {folder}/dvc.yaml`",
@@ -179,7 +187,9 @@ def add(commands: Any) -> None:
         help="a CSV or Parquet file in the repository (relative to --repo), or a database URL",
     )
     init.add_argument("--query", help="with a database URL: the SQL that returns the table")
-    init.add_argument("--target", required=True, help="the column to predict")
+    init.add_argument(
+        "--target", help="the column to predict (with --activity: the dropout date; default: inferred)"
+    )
     init.add_argument(
         "--task",
         choices=["regression", "binary", "multiclass"],
@@ -187,4 +197,11 @@ def add(commands: Any) -> None:
     )
     init.add_argument("--group", help="rows sharing its value stay in one split (default: none, row by row)")
     init.add_argument("--repo", default=".", help="the project's repository (default: %(default)s)")
+    history = init.add_argument_group(
+        "early warning", "with --activity, --data is the student table and the pipeline learns from histories"
+    )
+    history.add_argument("--activity", help="the activity table: rows with a student key and a timestamp")
+    history.add_argument("--key", help="the column joining the two tables (default: inferred)")
+    history.add_argument("--timestamp", help="the activity's date or time column (default: inferred)")
+    history.add_argument("--start", help="the student table's term-start date column (default: inferred)")
     init.set_defaults(run=run)

@@ -90,6 +90,27 @@ def run(args: argparse.Namespace) -> int:
     return {"healthy": HEALTHY, "alert": ALERT}.get(verdict, NOT_ENOUGH)
 
 
+def run_cohort(args: argparse.Namespace) -> int:
+    """Judge an early-warning model on a cohort it scored as of a date (:mod:`mlpipe.monitoring.cohort`)."""
+    from mlpipe.core import files
+    from mlpipe.monitoring import cohort
+    from mlpipe.serving.predictor import Predictor
+
+    predictor = Predictor(args.bundle, threads=1).load()
+    summary = cohort.judge(
+        predictor, args.scored, args.students, args.activity, args.max_error_ratio, args.max_psi
+    )
+    files.write_json(args.metrics, summary)
+    for alert in summary["alerts"]:
+        print(f"mlpipe: alert: {alert}", file=sys.stderr)
+    print(
+        f"mlpipe: monitor {summary['model']} {summary['version']} as of {summary['as_of']}:"
+        f" {summary['verdict']} -> {args.metrics}",
+        file=sys.stderr,
+    )
+    return HEALTHY if summary["verdict"] == "healthy" else ALERT
+
+
 def add(commands: Any) -> None:
     """``mlpipe monitor``: live metrics and drift from the prediction log and the outcomes."""
     monitor = command(
@@ -115,3 +136,22 @@ def add(commands: Any) -> None:
         "--until", help="last day of the window, YYYY-MM-DD (default: the newest prediction)"
     )
     monitor.set_defaults(run=run)
+    cohort = command(
+        commands,
+        "monitor-cohort",
+        "judge an early-warning model on a cohort it scored as of a date, once outcomes are known",
+        "Joins `mlpipe predict --as-of`'s scores with the student table as it stands later (its dropout"
+        " dates), gives the live metrics of each cutoff week beside the bundle's test ones, and the PSI"
+        " of each static field, each channel's weekly values and the probabilities against the bundle's"
+        " reference. Exit 0 healthy, 2 alert, 1 error.",
+    )
+    cohort.add_argument("scored", help="the file `mlpipe predict --as-of` wrote")
+    cohort.add_argument("--students", required=True, help="the student table, with the outcomes now known")
+    cohort.add_argument("--activity", required=True, help="the activity table the cohort was scored from")
+    cohort.add_argument("--bundle", required=True, help="the early-warning bundle that scored it")
+    cohort.add_argument("--metrics", default="metrics/monitor.json", help="summary (default: %(default)s)")
+    cohort.add_argument(
+        "--max-error-ratio", type=float, default=1.25, help="live/test log loss (default: 1.25)"
+    )
+    cohort.add_argument("--max-psi", type=float, default=0.2, help="drift limit per input (default: 0.2)")
+    cohort.set_defaults(run=run_cohort)

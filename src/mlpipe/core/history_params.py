@@ -1,21 +1,19 @@
 """The early-warning pipeline's ``params.yaml`` (``pipelines/early_warning/``): the two tables and
 how to read them (``history``), the dual-branch network (``train``), the baselines (``evaluate``)
 and the bundle (``package``). A params file with a ``history`` section is one of these; that
-pipeline's own stages run it (``python -m mlpipe.early_warning.<stage>``).
+pipeline's own stages run it (``python -m mlpipe.early_warning.<stage>``), loaded by
+:func:`mlpipe.core.params.load_early_warning_params`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from mlpipe.core.errors import PipelineError
-from mlpipe.core.sections import BaseParams, Fraction, HistGradientBoostingParams, Section, describe
+from mlpipe.core.sections import BaseParams, Fraction, HistGradientBoostingParams, Section
 
 Positive = Annotated[int, Field(ge=1)]
 HISTORY = "history"  # the section that makes a params file an early-warning one
@@ -102,25 +100,3 @@ class EarlyWarningParams:
     evaluate: WarningEvaluateParams
     package: WarningPackageParams
     simulate: ActivitySimulateParams | None = None
-
-
-def read_yaml(path: str) -> object:
-    file = Path(path)
-    try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"params file not found: {file}") from None
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
-
-
-def load_early_warning_params(path: str = "params.yaml") -> EarlyWarningParams:
-    """Read and validate an early-warning params file.
-
-    Raises:
-        PipelineError: naming every unknown, missing or invalid key.
-    """
-    try:
-        return TypeAdapter(EarlyWarningParams).validate_python(read_yaml(path))
-    except ValidationError as exc:
-        raise PipelineError(f"{path}: {describe(exc)}") from None

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlpipe.core.errors import PipelineError
+from mlpipe.core.history_params import HISTORY, EarlyWarningParams
 from mlpipe.core.sections import (
     BaseParams,
     ColumnRule,
@@ -102,8 +103,6 @@ def parse_params(data: object, source: str = "params.yaml") -> Params:
     Raises:
         PipelineError: naming every unknown, missing or invalid key.
     """
-    from mlpipe.core.history_params import HISTORY
-
     if isinstance(data, dict) and HISTORY in data:
         raise PipelineError(
             f"{source} is an early-warning pipeline's params (it has a {HISTORY!r} section):"
@@ -115,17 +114,37 @@ def parse_params(data: object, source: str = "params.yaml") -> Params:
         raise PipelineError(f"{source}: {describe(exc)}") from None
 
 
+def read_yaml(path: str | os.PathLike[str]) -> object:
+    """A params file's content.
+
+    Raises:
+        PipelineError: if the file is missing or is not YAML.
+    """
+    file = Path(path)
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"params file not found: {file}") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
+
+
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
     """Read and validate ``params.yaml``.
 
     Raises:
         PipelineError: if the file is missing, is not YAML, or has an unknown, missing or invalid key.
     """
-    file = Path(path)
+    return parse_params(read_yaml(path), str(path))
+
+
+def load_early_warning_params(path: str | os.PathLike[str] = "params.yaml") -> EarlyWarningParams:
+    """Read and validate an early-warning pipeline's params file (:mod:`mlpipe.core.history_params`).
+
+    Raises:
+        PipelineError: naming every unknown, missing or invalid key.
+    """
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"params file not found: {file}") from None
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
-    return parse_params(data, str(file))
+        return TypeAdapter(EarlyWarningParams).validate_python(read_yaml(path))
+    except ValidationError as exc:
+        raise PipelineError(f"{path}: {describe(exc)}") from None

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.core import files
-from mlpipe.core.history_params import load_early_warning_params
+from mlpipe.core.params import load_early_warning_params
 from mlpipe.core.stage import run
 from mlpipe.evaluation import early_warning
 from mlpipe.features import point_in_time

@@ -1,10 +1,11 @@
 """Stage ``package`` of the early-warning pipeline: the signed, verified bundle that serving loads,
 with raw history in (:mod:`mlpipe.bundle.sequence_bundle`).
 
-Inputs: the point-in-time arrays (``test``, for the parity check), the preprocessor JSON, the model
-folder, evaluate's metrics and ``dvc.lock`` (the lineage). Outputs: the bundle folder
-(``model.onnx`` with ONNX's own GRU/LSTM operator, ``saved_model/``, ``metadata.json``, the model
-card, ``SHA256SUMS`` and, with ``MLPIPE_SIGNING_KEY`` set, its signature) and metrics: the largest
+Inputs: the point-in-time arrays (``test`` for the parity check, ``train`` for the reference), the
+preprocessor JSON, the model folder, evaluate's metrics and ``dvc.lock`` (the lineage). Outputs: the
+bundle folder (``model.onnx`` with ONNX's own GRU/LSTM operator, ``saved_model/``,
+``metadata.json``, the model card, ``reference.json`` (what monitoring measures drift against),
+``SHA256SUMS`` and, with ``MLPIPE_SIGNING_KEY`` set, its signature) and metrics: the largest
 difference of ONNX Runtime and the SavedModel from Keras on the test rows.
 Params: ``package.*`` (and the sections the metadata names).
 
@@ -22,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from mlpipe.bundle import layout as bundle
-from mlpipe.bundle import lineage, sequence_bundle, sequence_onnx, signing
+from mlpipe.bundle import lineage, reference, sequence_bundle, sequence_onnx, signing
 from mlpipe.bundle.writing import write_bundle
 from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
-from mlpipe.core.history_params import load_early_warning_params
+from mlpipe.core.params import load_early_warning_params
 from mlpipe.core.stage import run
 from mlpipe.features import point_in_time
 
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sequence_bundle.export(network, scale, folder / bundle.SAVED_MODEL)
         signature = load_signature(folder / bundle.SAVED_MODEL)
         test = point_in_time.load(args.splits, "test")
-        meta["parity"] = sequence_bundle.parity(network, scale, onnx_bytes, signature, test)
+        meta["parity"], probability = sequence_bundle.parity(network, scale, onnx_bytes, signature, test)
         files.write_json(args.metrics, {"parity": meta["parity"]})
         worst = max(meta["parity"].values())
         if worst > params.package.parity_tolerance:
@@ -78,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"parity {worst:.2e} is above package.parity_tolerance {params.package.parity_tolerance}:"
                 " the exports disagree with the trained network; not packaging"
             )
+        train = point_in_time.load(args.splits, "train")
+        files.write_json(
+            folder / reference.FILE, sequence_bundle.reference_document(train, prep, probability)
+        )
         write_bundle(folder, onnx_bytes, meta, key, sequence_bundle.card(meta))
     log.info(
         "packaged %s %s: parity %.2e (ONNX), %.2e (SavedModel), %s",

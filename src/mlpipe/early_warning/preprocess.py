@@ -23,7 +23,7 @@ import numpy as np
 
 from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
-from mlpipe.core.history_params import load_early_warning_params
+from mlpipe.core.params import load_early_warning_params
 from mlpipe.core.stage import run
 from mlpipe.features import point_in_time
 

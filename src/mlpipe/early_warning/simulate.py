@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
-from mlpipe.core.history_params import load_early_warning_params
+from mlpipe.core.params import load_early_warning_params
 from mlpipe.core.stage import run
 from mlpipe.demo import activity, cohort
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlpipe.core import files
-from mlpipe.core.history_params import load_early_warning_params
+from mlpipe.core.params import load_early_warning_params
 from mlpipe.core.stage import run
 from mlpipe.features import point_in_time
 from mlpipe.training import sequence

@@ -81,21 +81,35 @@ def cohort(students: pd.DataFrame, as_of: dt.date, weeks: int, report: Report) -
     return students[(begun & ~left).to_numpy()].assign(cutoff=cutoff[(begun & ~left).to_numpy()])
 
 
-def scored_batch(
-    predictor: Predictor, students: pd.DataFrame, batch: pd.DataFrame, cutoff: int, key: str
-) -> pd.DataFrame:
-    """One batch of students' probabilities at ``cutoff`` from their activity ``batch``."""
-    spec = predictor.metadata["history"]
-    batch = batch[np.isin(batch["student_id"].to_numpy(), students["student_id"].to_numpy())]
-    static = list(predictor.metadata["inputs"])
-    found = history.as_of(students, batch, cutoff, int(spec["weeks"]), spec["channels"], static)
-    inputs = {
+def histories(
+    predictor: Predictor,
+    students_path: str | Path,
+    activity_path: str | Path,
+    as_of: dt.date,
+    batch_rows: int,
+    report: Report,
+) -> Iterator[history.History]:
+    """The point-in-time rows of every student enrolled on ``as_of``, a batch of students at a
+    time, each at its last whole week before the date (module docstring)."""
+    spec = predictor.metadata.get("history")
+    if spec is None:
+        raise PipelineError(f"{predictor.name} reads no history: --as-of scores early-warning models")
+    names, static = history.Columns(**spec["columns"]), list(predictor.metadata["inputs"])
+    chosen = cohort(read_students(students_path, names, static), as_of, int(spec["weeks"]), report)
+    for cutoff in sorted(chosen["cutoff"].unique()):
+        frames = activity_frames(activity_path, names, list(spec["channels"]), batch_rows)
+        for some, batch in history.by_student_batch(chosen[chosen["cutoff"] == cutoff], frames):
+            batch = batch[np.isin(batch["student_id"].to_numpy(), some["student_id"].to_numpy())]
+            yield history.as_of(some, batch, int(cutoff), int(spec["weeks"]), spec["channels"], static)
+
+
+def inputs_of(found: history.History) -> dict[str, np.ndarray]:
+    """A :class:`History`'s rows as the early-warning graph's inputs."""
+    return {
         "static": found.static.to_numpy(np.float64),
         "sequence": found.sequence.astype(np.float64),
         "mask": found.mask,
     }
-    probability = predictor.predict_columns(inputs, len(found.ids)).values
-    return pd.DataFrame({key: found.ids, "cutoff_week": cutoff, "probability": probability})
 
 
 def read_students(path: str | Path, names: history.Columns, static: list[str]) -> pd.DataFrame:
@@ -126,27 +140,25 @@ def score(
     batch_rows: int = 500_000,
 ) -> Report:
     """Score every enrolled student as of ``as_of`` into ``output`` (.parquet or .csv): the key,
-    the cutoff week, the probability, whether it is flagged, and the model's name and version.
+    the date, the cutoff week, the probability, whether it is flagged, the model's name and version.
 
     Raises:
         PipelineError: for a bundle that reads no history, a missing column, or a null static field.
     """
-    spec = predictor.metadata.get("history")
-    if spec is None:
-        raise PipelineError(f"{predictor.name} reads no history: --as-of scores early-warning models")
     began, report = time.perf_counter(), Report()
-    names = history.Columns(**spec["columns"])
-    students = read_students(students_path, names, list(predictor.metadata["inputs"]))
-    chosen = cohort(students, as_of, int(spec["weeks"]), report)
+    key = predictor.metadata.get("history", {}).get("columns", {}).get("key", "student_id")
     parts = [
-        scored_batch(predictor, some, batch, int(cutoff), names.key)
-        for cutoff in sorted(chosen["cutoff"].unique())
-        for some, batch in history.by_student_batch(
-            chosen[chosen["cutoff"] == cutoff],
-            activity_frames(activity_path, names, list(spec["channels"]), batch_rows),
+        pd.DataFrame(
+            {
+                key: found.ids,
+                "as_of": pd.Timestamp(as_of),
+                "cutoff_week": found.cutoff,
+                "probability": predictor.predict_columns(inputs_of(found), len(found.ids)).values,
+            }
         )
+        for found in histories(predictor, students_path, activity_path, as_of, batch_rows, report)
     ]
-    empty = pd.DataFrame({names.key: [], "cutoff_week": [], "probability": []})
+    empty = pd.DataFrame({key: [], "as_of": [], "cutoff_week": [], "probability": []})
     out = pd.concat(parts, ignore_index=True) if parts else empty
     out["flagged"] = out["probability"] >= predictor.metadata["output"]["threshold"]
     out["model"], out["version"] = predictor.name, predictor.version
