@@ -1,5 +1,6 @@
-"""The early-warning network in ONNX Runtime gives Keras' answers (within 1e-5) on any history:
-any length, an empty one, a single week, padding, nulls in a channel; GRU and LSTM."""
+"""The early-warning network in ONNX Runtime and as a SavedModel gives Keras' answers (within 1e-5)
+on any history: any length, an empty one, a single week, padding, nulls in a channel; GRU and LSTM.
+All three read the history through the one ``lower_history``, each in its own backend."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ WEEKS, CHANNELS, STATIC = 6, 3, 2
 
 
 @pytest.fixture(scope="module", params=["gru", "lstm"])
-def compiled(request):
+def compiled(request, tmp_path_factory):
     rng = np.random.default_rng(0)
     spec = sequence.SequenceSpec(cell=request.param, units=5, static_units=4, merged_units=3)
     network = sequence.build(STATIC, WEEKS, CHANNELS, spec, seed=3)
@@ -26,11 +27,17 @@ def compiled(request):
     seq = rng.gamma(2.0, 10.0, (200, WEEKS, CHANNELS))
     scale = sequence.SequenceScale.fit(rng.normal(3, 1, (200, STATIC)), seq, np.ones((200, WEEKS), bool))
     model = sequence_onnx.build(network, scale)
+    from mlpipe.bundle import sequence_bundle
+    from mlpipe.bundle.savedmodel import load_signature
+
+    folder = tmp_path_factory.mktemp(request.param) / "saved_model"
+    sequence_bundle.export(network, scale, folder)
     return (
         network,
         scale,
         ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]),
         model,
+        load_signature(folder),
     )
 
 
@@ -45,17 +52,22 @@ histories = st.integers(1, 8).flatmap(
 
 @settings(max_examples=60, deadline=None)
 @given(histories)
-def test_onnx_runtime_gives_keras_answers_on_any_history(compiled, history):
-    network, scale, session, _ = compiled
+def test_onnx_runtime_and_the_saved_model_give_keras_answers_on_any_history(compiled, history):
+    import tensorflow as tf
+
+    network, scale, session, _, signature = compiled
     static, seq, lengths = history
     mask = np.arange(WEEKS)[None, :] < np.array(lengths)[:, None]
     keras_out = network.predict(scale.apply(static, seq, mask), verbose=0)
     onnx_out = session.run(None, {"static": static, "sequence": seq, "mask": mask})[0]
     np.testing.assert_allclose(onnx_out, keras_out, atol=1e-5, rtol=0)
+    inputs = {"static": tf.constant(static), "sequence": tf.constant(seq), "mask": tf.constant(mask)}
+    saved = signature(**inputs)["probability"].numpy()
+    np.testing.assert_allclose(saved, keras_out, atol=1e-5, rtol=0)
 
 
 def test_the_graph_is_standard_onnx_and_padding_is_ignored(compiled):
-    _, _, session, model = compiled
+    _, _, session, model, _ = compiled
     assert {o.domain for o in model.opset_import} == {""}
     assert {node.op_type for node in model.graph.node} & {"GRU", "LSTM"}
     rng = np.random.default_rng(1)
@@ -69,7 +81,7 @@ def test_the_graph_is_standard_onnx_and_padding_is_ignored(compiled):
 def test_a_batch_of_histories_of_different_lengths_answers_as_each_alone(compiled):
     from mlpipe.serving.history import HistorySchema
 
-    _, _, session, _ = compiled
+    _, _, session, _, _ = compiled
     schema = HistorySchema(("a", "b"), ("x", "y", "z"), WEEKS)
     rng = np.random.default_rng(2)
     records = [

@@ -41,7 +41,7 @@ class DenseLayer:
     activation: str
 
 
-class _Graph:
+class Graph:
     """Nodes and constants of the graph being built, named deterministically in creation order."""
 
     def __init__(self) -> None:
@@ -64,100 +64,110 @@ class _Graph:
         return out
 
 
-class _Tensor:
+class Tensor:
     """A tensor of the graph whose Python arithmetic adds graph nodes (formulas and scaling)."""
 
-    def __init__(self, graph: _Graph, name: str) -> None:
+    def __init__(self, graph: Graph, name: str) -> None:
         self.graph, self.name = graph, name
 
-    def _binary(self, op_type: str, other: Any, reverse: bool = False) -> _Tensor:
-        other_name = other.name if isinstance(other, _Tensor) else self.graph.const(float(other), np.float64)
+    def _binary(self, op_type: str, other: Any, reverse: bool = False) -> Tensor:
+        other_name = other.name if isinstance(other, Tensor) else self.graph.const(float(other), np.float64)
         left, right = (other_name, self.name) if reverse else (self.name, other_name)
-        return _Tensor(self.graph, self.graph.op(op_type, [left, right]))
+        return Tensor(self.graph, self.graph.op(op_type, [left, right]))
 
-    def __add__(self, other: Any) -> _Tensor:
+    def __add__(self, other: Any) -> Tensor:
         return self._binary("Add", other)
 
-    def __radd__(self, other: Any) -> _Tensor:
+    def __radd__(self, other: Any) -> Tensor:
         return self._binary("Add", other, reverse=True)
 
-    def __sub__(self, other: Any) -> _Tensor:
+    def __sub__(self, other: Any) -> Tensor:
         return self._binary("Sub", other)
 
-    def __rsub__(self, other: Any) -> _Tensor:
+    def __rsub__(self, other: Any) -> Tensor:
         return self._binary("Sub", other, reverse=True)
 
-    def __mul__(self, other: Any) -> _Tensor:
+    def __mul__(self, other: Any) -> Tensor:
         return self._binary("Mul", other)
 
-    def __rmul__(self, other: Any) -> _Tensor:
+    def __rmul__(self, other: Any) -> Tensor:
         return self._binary("Mul", other, reverse=True)
 
-    def __truediv__(self, other: Any) -> _Tensor:
+    def __truediv__(self, other: Any) -> Tensor:
         return self._binary("Div", other)
 
-    def __rtruediv__(self, other: Any) -> _Tensor:
+    def __rtruediv__(self, other: Any) -> Tensor:
         return self._binary("Div", other, reverse=True)
 
-    def __neg__(self) -> _Tensor:
-        return _Tensor(self.graph, self.graph.op("Neg", [self.name]))
+    def __neg__(self) -> Tensor:
+        return Tensor(self.graph, self.graph.op("Neg", [self.name]))
 
-    def __pos__(self) -> _Tensor:
+    def __pos__(self) -> Tensor:
         return self
 
 
 class OnnxOps:
     """The feature plan's primitives (:class:`mlpipe.features.plan.Ops`) as ONNX nodes."""
 
-    def __init__(self, graph: _Graph) -> None:
+    def __init__(self, graph: Graph) -> None:
         self.graph = graph
 
-    def _op(self, op_type: str, *inputs: _Tensor, **attrs: Any) -> _Tensor:
-        return _Tensor(self.graph, self.graph.op(op_type, [t.name for t in inputs], **attrs))
+    def _op(self, op_type: str, *inputs: Tensor, **attrs: Any) -> Tensor:
+        return Tensor(self.graph, self.graph.op(op_type, [t.name for t in inputs], **attrs))
 
-    def const(self, value: Any, dtype: str) -> _Tensor:
-        return _Tensor(self.graph, self.graph.const(value, np.str_ if dtype == "string" else np.float64))
+    def const(self, value: Any, dtype: str) -> Tensor:
+        return Tensor(self.graph, self.graph.const(value, np.str_ if dtype == "string" else np.float64))
 
-    def is_nan(self, x: _Tensor) -> _Tensor:
+    def is_nan(self, x: Tensor) -> Tensor:
         return self._op("IsNaN", x)
 
-    def _axis_1(self) -> _Tensor:
-        return _Tensor(self.graph, self.graph.const([1], np.int64, "axes"))
+    def _axis_1(self) -> Tensor:
+        return Tensor(self.graph, self.graph.const([1], np.int64, "axes"))
 
-    def not_finite(self, x: _Tensor) -> _Tensor:
+    def not_finite(self, x: Tensor) -> Tensor:
         return self._op("IsNaN", x - x)  # x - x is 0 where x is finite, NaN where it is NaN or inf
 
-    def equal(self, x: _Tensor, y: _Tensor) -> _Tensor:
+    def equal(self, x: Tensor, y: Tensor) -> Tensor:
         return self._op("Equal", x, y)
 
-    def any_row(self, x: _Tensor) -> _Tensor:
+    def any_row(self, x: Tensor) -> Tensor:
         as_number = self._op("Cast", x, to=TensorProto.FLOAT)
         most = self._op("ReduceMax", as_number, self._axis_1(), keepdims=1)
         return self._op("Cast", most, to=TensorProto.BOOL)
 
-    def where(self, condition: _Tensor, x: _Tensor, y: _Tensor) -> _Tensor:
+    def where(self, condition: Tensor, x: Tensor, y: Tensor) -> Tensor:
         return self._op("Where", condition, x, y)
 
-    def as_float64(self, x: _Tensor) -> _Tensor:
+    def as_float64(self, x: Tensor) -> Tensor:
         return self._op("Cast", x, to=TensorProto.DOUBLE)
 
-    def as_float32(self, x: _Tensor) -> _Tensor:
+    def as_float32(self, x: Tensor) -> Tensor:
         return self._op("Cast", x, to=TensorProto.FLOAT)
 
-    def matmul(self, x: _Tensor, y: _Tensor) -> _Tensor:
+    def matmul(self, x: Tensor, y: Tensor) -> Tensor:
         return self._op("MatMul", x, y)
 
-    def sin(self, x: _Tensor) -> _Tensor:
+    def sin(self, x: Tensor) -> Tensor:
         return self._op("Sin", x)
 
-    def cos(self, x: _Tensor) -> _Tensor:
+    def cos(self, x: Tensor) -> Tensor:
         return self._op("Cos", x)
 
-    def concat(self, parts: list[_Tensor]) -> _Tensor:
+    def concat(self, parts: list[Tensor]) -> Tensor:
         return self._op("Concat", *parts, axis=1)
 
+    def log1p(self, x: Tensor) -> Tensor:
+        return self._op("Log", x + 1.0)
 
-def _network(graph: _Graph, x: str, layers: list[DenseLayer]) -> str:
+    def maximum(self, x: Tensor, y: Tensor) -> Tensor:
+        return self._op("Max", x, y)
+
+    def expand_last(self, x: Tensor) -> Tensor:
+        return self._op("Unsqueeze", x, Tensor(self.graph, self.graph.const([-1], np.int64, "axes")))
+
+
+def dense_nodes(graph: Graph, x: str, layers: list[DenseLayer]) -> str:
+    """The Dense layers applied to ``x``: their nodes added to ``graph``; the output's name."""
     for i, layer in enumerate(layers):
         if layer.activation not in ACTIVATIONS:
             raise PipelineError(f"layer {i}: activation {layer.activation!r} has no ONNX export")
@@ -191,7 +201,7 @@ def build(prep: preprocessor.Preprocessor, layers: list[DenseLayer], name: str) 
         if layer.kernel.shape != (width, layer.bias.shape[0]):
             raise PipelineError(f"layer {i}: kernel {layer.kernel.shape} does not take {width} inputs")
         width = layer.bias.shape[0]
-    graph = _Graph()
+    graph = Graph()
     text = set(prep.string_inputs)
     inputs = [
         helper.make_tensor_value_info(c, TensorProto.STRING if c in text else TensorProto.DOUBLE, ["N", 1])
@@ -202,10 +212,10 @@ def build(prep: preprocessor.Preprocessor, layers: list[DenseLayer], name: str) 
     lowered = plan.lower(
         feature_plan,
         ops,
-        {i.name: _Tensor(graph, i.name) for i in feature_plan.inputs},
+        {i.name: Tensor(graph, i.name) for i in feature_plan.inputs},
         formulas.fold,
     )
-    out = _network(graph, lowered.features.name, layers)
+    out = dense_nodes(graph, lowered.features.name, layers)
     refused = plan.refused_rows(lowered, ops)
     if refused is not None:  # a refused row's output is NaN, as the plan says
         nan = graph.const([[np.nan]], np.float32, "refused")

@@ -76,6 +76,15 @@ class TensorFlowOps:
     def concat(self, parts: list[tf.Tensor]) -> tf.Tensor:
         return tf.concat(parts, axis=1)
 
+    def log1p(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.math.log1p(x)
+
+    def maximum(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        return tf.maximum(x, y)
+
+    def expand_last(self, x: tf.Tensor) -> tf.Tensor:
+        return x[..., None]
+
 
 class _RawRecordModel(tf.Module):
     def __init__(self, network: keras.Model, prep: preprocessor.Preprocessor) -> None:

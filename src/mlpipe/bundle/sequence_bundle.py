@@ -16,21 +16,22 @@ import numpy as np
 
 from mlpipe.bundle import card as card_text
 from mlpipe.bundle import reference
-from mlpipe.features.point_in_time import SequenceScale
+from mlpipe.features.point_in_time import SequenceScale, lower_history
 
 TARGET = "dropped_out"
 
 
 def export(network: Any, scale: SequenceScale, folder: str | os.PathLike[str]) -> None:
     """Write the SavedModel (signature ``serving_default``: ``static``, ``sequence``, ``mask`` in,
-    ``probability`` out) into ``folder``, which must not exist yet."""
+    ``probability`` out; the history lowered by
+    :func:`mlpipe.features.point_in_time.lower_history` in TensorFlow ops) into ``folder``, which
+    must not exist yet."""
     import tensorflow as tf
 
-    from mlpipe.bundle.savedmodel import clear_fingerprint_uuid
+    from mlpipe.bundle.savedmodel import TensorFlowOps, clear_fingerprint_uuid
 
     weeks, channels = network.inputs[1].shape[1:]
     n_static = network.inputs[0].shape[1]
-    constants = {k: tf.constant(v, tf.float32) for k, v in scale.to_dict().items()}
 
     class EarlyWarning(tf.Module):
         def __init__(self) -> None:
@@ -45,16 +46,9 @@ def export(network: Any, scale: SequenceScale, folder: str | os.PathLike[str]) -
             ]
         )
         def serve(self, static: tf.Tensor, sequence: tf.Tensor, mask: tf.Tensor) -> dict[str, tf.Tensor]:
-            seq = tf.cast(sequence, tf.float32)
-            seq = tf.where(tf.math.is_nan(seq), tf.zeros_like(seq), seq)
-            seq = (tf.math.log(tf.maximum(seq, 0.0) + 1.0) - constants["channel_mean"]) / constants[
-                "channel_std"
-            ]
-            seq = tf.where(mask[..., None], seq, tf.zeros_like(seq))
-            fixed = (tf.cast(static, tf.float32) - constants["static_mean"]) / constants["static_std"]
-            return {
-                "probability": self.network({"static": fixed, "sequence": seq, "mask": mask}, training=False)
-            }
+            fixed, scaled = lower_history(TensorFlowOps(), static, sequence, mask, scale)
+            inputs = {"static": fixed, "sequence": scaled, "mask": mask}
+            return {"probability": self.network(inputs, training=False)}
 
     module = EarlyWarning()
     tf.saved_model.save(module, os.fspath(folder), signatures={"serving_default": module.serve})

@@ -95,25 +95,30 @@ def weekly(
     past: pd.DataFrame, ids: np.ndarray, weeks: int, channels: Mapping[str, str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The weekly sequence ``(len(ids), weeks, channels)`` of the past rows (each channel made by
-    its aggregation, missing values skipped, an empty week 0) and its active-day counts."""
+    its aggregation, missing values skipped, an empty week 0) and its active-day counts. Counted
+    with ``np.bincount`` over ``student * weeks + week`` cells, in the rows' order."""
     unknown = sorted(set(channels.values()) - set(AGGREGATIONS))
     if unknown:
         raise PipelineError(f"unknown weekly aggregation {unknown[0]!r} (known: {', '.join(AGGREGATIONS)})")
+    size = len(ids) * weeks
     sequence = np.zeros((len(ids), weeks, len(channels)), np.float64)
     if past.empty:  # no activity at all (its columns may be absent too)
         return sequence, np.zeros((len(ids), weeks))
-    row = np.searchsorted(ids, past["student_id"].to_numpy())
-    week = past["day"].to_numpy() // 7
-    frame = pd.DataFrame({"row": row, "week": week, **{c: past[c].to_numpy(np.float64) for c in channels}})
-    grouped = frame.groupby(["row", "week"], sort=False)
+    cell = np.searchsorted(ids, past["student_id"].to_numpy()) * weeks + past["day"].to_numpy() // 7
+    days = np.bincount(cell, minlength=size).astype(np.float64).reshape(len(ids), weeks)
     for j, (channel, how) in enumerate(channels.items()):
-        values = grouped[channel].agg(how)
-        index = values.index.to_frame().to_numpy()
-        sequence[index[:, 0], index[:, 1], j] = values.fillna(0.0).to_numpy()
-    days = np.zeros((len(ids), weeks))
-    counts = grouped.size()
-    index = counts.index.to_frame().to_numpy()
-    days[index[:, 0], index[:, 1]] = counts.to_numpy()
+        values = past[channel].to_numpy(np.float64)
+        present = ~np.isnan(values)
+        cells, kept = cell[present], values[present]
+        if how == "max":
+            out = np.full(size, -np.inf)
+            np.maximum.at(out, cells, kept)
+            out[np.isneginf(out)] = 0.0
+        else:
+            count = np.bincount(cells, minlength=size).astype(np.float64)
+            total = count if how == "count" else np.bincount(cells, weights=kept, minlength=size)
+            out = np.divide(total, count, out=np.zeros(size), where=count > 0) if how == "mean" else total
+        sequence[:, :, j] = out.reshape(len(ids), weeks)
     return sequence, days
 
 

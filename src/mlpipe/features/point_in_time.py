@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -181,11 +182,29 @@ class SequenceScale:
         )
 
     def apply(self, static: np.ndarray, sequence: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """The network's three inputs; a null (NaN) channel value counts as 0, padded weeks stay 0."""
-        filled = np.nan_to_num(np.asarray(sequence, np.float64), nan=0.0)
-        scaled = (np.log1p(np.maximum(filled, 0.0)) - self.channel_mean) / self.channel_std
-        return {
-            "static": ((static - self.static_mean) / self.static_std).astype(np.float32),
-            "sequence": np.where(mask[..., None], scaled, 0.0).astype(np.float32),
-            "mask": mask.astype(bool),
-        }
+        """The network's three inputs, by :func:`lower_history` in numpy (float64 until the cast)."""
+        from mlpipe.features.preprocessor import NumpyOps
+
+        fixed, scaled = lower_history(
+            NumpyOps(), np.asarray(static, np.float64), np.asarray(sequence, np.float64), mask, self
+        )
+        return {"static": fixed, "sequence": scaled, "mask": np.asarray(mask, bool)}
+
+
+def lower_history(ops: Any, static: Any, sequence: Any, mask: Any, scale: SequenceScale) -> tuple[Any, Any]:
+    """The one definition of how a history and a static row become the network's float32 inputs,
+    in a backend's primitives (:class:`mlpipe.features.plan.Ops`: numpy for training, ONNX nodes
+    for the bundle, TensorFlow for the SavedModel): a null channel value counts as 0, then
+    ``log1p`` of the value (negatives as 0), standardised by the training split's channel mean and
+    deviation, and 0 in the weeks the mask leaves out; the static row standardised.
+
+    Returns:
+        The static ``[N, S]`` and sequence ``[N, W, C]`` inputs, float32.
+    """
+    zero = ops.const(0.0, "float64")
+    filled = ops.where(ops.is_nan(sequence), zero, sequence)
+    logged = ops.log1p(ops.maximum(filled, zero))
+    scaled = (logged - ops.const(scale.channel_mean, "float64")) / ops.const(scale.channel_std, "float64")
+    masked = ops.where(ops.expand_last(mask), scaled, zero)
+    fixed = (static - ops.const(scale.static_mean, "float64")) / ops.const(scale.static_std, "float64")
+    return ops.as_float32(fixed), ops.as_float32(masked)

@@ -153,6 +153,8 @@ class NumpyOps:
         return np.array(value, dtype=object if dtype == "string" else np.float64)
 
     is_nan = staticmethod(np.isnan)
+    log1p = staticmethod(np.log1p)
+    maximum = staticmethod(np.maximum)
     where = staticmethod(np.where)
     matmul = staticmethod(np.matmul)
     sin = staticmethod(np.sin)
@@ -175,6 +177,9 @@ class NumpyOps:
 
     def concat(self, parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts, axis=1)
+
+    def expand_last(self, x: np.ndarray) -> np.ndarray:
+        return x[..., None]
 
 
 def plan_inputs(frame: pd.DataFrame, feature_plan: plan.Plan) -> dict[str, np.ndarray]:
