@@ -100,6 +100,14 @@ def workers_of(client: httpx.Client) -> list[psutil.Process]:
     return [p for p in psutil.Process(client.process.pid).children() if "spawn" in " ".join(p.cmdline())]
 
 
+def exiting(process: psutil.Process) -> bool:
+    """Whether ``process`` still runs (a zombie, or a reaped process, has exited)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def versions_seen(url: str, connections: int = 12) -> set[str]:
     """The champion versions that ``connections`` new connections' /ready name (workers differ)."""
     seen = set()
@@ -161,6 +169,12 @@ def test_workers_share_the_port_the_metrics_the_log_and_sighup(built: Path, tmp_
 
         killed = workers_of(client)[0]
         os.kill(killed.pid, signal.SIGKILL)
+        # Until the kernel has closed the dead worker's listening socket (it exits, then waits to be
+        # reaped), a new connection can still be queued on it and reset: wait for the exit first.
+        deadline = time.monotonic() + 10
+        while exiting(killed):
+            assert time.monotonic() < deadline, "the killed worker did not exit"
+            time.sleep(0.01)
         for _ in range(20):  # the other worker answers meanwhile
             assert httpx.post(f"{url}/predict", json=record).status_code == 200
         deadline = time.monotonic() + 30
