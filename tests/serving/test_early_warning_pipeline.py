@@ -301,10 +301,13 @@ def test_monitor_cohort_joins_scores_made_as_of_a_date_with_later_outcomes_and_m
     assert set(summary["drift"]) == {"prior_gpa", "age", "part_time", "prediction"} | {
         f"history.{c}" for c in ("minutes", "clicks", "submissions", "score")
     }
-    assert max(summary["drift"].values()) < 0.2 and status == 0 and summary["verdict"] == "healthy"
+    assert max(v["psi"] for v in summary["drift"].values()) < 0.2
+    assert status == 0 and summary["verdict"] == "healthy"
+    assert summary["drift"]["prediction"]["n"] == len(scored)
     shifted = pd.read_parquet(source / "activity.parquet")
     shifted["minutes"] = shifted["minutes"] * 5  # a platform that now counts time five times over
     shifted.to_parquet(tmp_path / "shifted.parquet", index=False)
     _, summary, status = scored_and_judged(tmp_path / "shifted.parquet", "shifted")
-    assert summary["drift"]["history.minutes"] > 0.2 and summary["drift"]["history.clicks"] < 0.2
+    assert summary["drift"]["history.minutes"]["psi"] > 0.2
+    assert summary["drift"]["history.clicks"]["psi"] < 0.2
     assert status == 2 and any("history.minutes" in a for a in summary["alerts"])

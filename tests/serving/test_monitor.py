@@ -69,7 +69,7 @@ def setting(built: Path, test_frame: pd.DataFrame, tmp_path: Path):
     url = outcomes_db(
         tmp_path / "outcomes.db", test_frame["session_id"].tolist(), test_frame["actual_duration"].tolist()
     )
-    return monitor_params(built, tmp_path, url, max_psi=100), records_of(test_frame)
+    return monitor_params(built, tmp_path, url, max_psi=100, min_drift_rows=1), records_of(test_frame)
 
 
 def test_the_test_split_served_and_labelled_gives_the_test_metrics_and_no_drift(
@@ -120,6 +120,27 @@ def test_a_shifted_period_alerts_naming_the_error_and_the_drifted_columns(
     named = [part.split(" (")[0] for part in drift_line.split(": ", 1)[1].split(", ")]
     assert set(named) == {"time_of_day", "difficulty_level", "prediction"}
     assert named[0] == "time_of_day"  # the largest shift first
+
+
+def test_one_prediction_raises_no_drift_alarm_and_the_report_shows_too_few_and_n(
+    built: Path, tmp_path: Path, test_frame: pd.DataFrame, capsys
+):
+    url = outcomes_db(tmp_path / "none.db", [], [])
+    log = tmp_path / "predictions.jsonl"
+    write_log(log, built / "bundle", records_of(test_frame)[:1])  # one `curl`
+    params = monitor_params(built, tmp_path, url)  # the committed min_drift_rows: 200
+    assert monitor(tmp_path, params, built / "bundle", log) == 3  # not enough data, not an alert
+    out = result(tmp_path)
+    assert out["drift"]["too_few"] == sorted([*out["drift"]["inputs"], "prediction"])
+    assert {v["n"] for v in out["drift"]["inputs"].values()} == {1}
+    assert not any(a.startswith("drift") for a in out["alerts"])
+    assert "too few" in (tmp_path / "out" / "monitor" / "report.html").read_text()
+    assert "drift not judged, too few values (n = 1 < monitor.min_drift_rows 200)" in capsys.readouterr().err
+    # the gate is what keeps it quiet: judged on one row, every column alarms
+    assert (
+        monitor(tmp_path, monitor_params(built, tmp_path, url, min_drift_rows=1), built / "bundle", log) == 2
+    )
+    assert any(a.startswith("drift over PSI") for a in result(tmp_path)["alerts"])
 
 
 def test_too_few_labelled_predictions_cannot_be_judged(built: Path, tmp_path: Path, setting, capsys):

@@ -81,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
     report.write(Path(args.metrics), Path(args.plots), summary, daily)
     for alert in alerts:
         print(f"mlpipe: {'alert' if verdict == 'alert' else verdict}: {alert}", file=sys.stderr)
+    if measured["too_few"]:
+        n = measured["prediction"]["n"]
+        print(
+            f"mlpipe: drift not judged, too few values (n = {n} < monitor.min_drift_rows"
+            f" {settings.min_drift_rows}): {', '.join(measured['too_few'])}",
+            file=sys.stderr,
+        )
     if comparison:
         print(f"mlpipe: challenger vs champion: {comparison['verdict']}", file=sys.stderr)
     print(
@@ -98,7 +105,13 @@ def run_cohort(args: argparse.Namespace) -> int:
 
     predictor = Predictor(args.bundle, threads=1).load()
     summary = cohort.judge(
-        predictor, args.scored, args.students, args.activity, args.max_error_ratio, args.max_psi
+        predictor,
+        args.scored,
+        args.students,
+        args.activity,
+        args.max_error_ratio,
+        args.max_psi,
+        args.min_drift_rows,
     )
     files.write_json(args.metrics, summary)
     for alert in summary["alerts"]:
@@ -154,4 +167,7 @@ def add(commands: Any) -> None:
         "--max-error-ratio", type=float, default=1.25, help="live/test log loss (default: 1.25)"
     )
     cohort.add_argument("--max-psi", type=float, default=0.2, help="drift limit per input (default: 0.2)")
+    cohort.add_argument(
+        "--min-drift-rows", type=int, default=200, help="fewer values of an input: no PSI (default: 200)"
+    )
     cohort.set_defaults(run=run_cohort)

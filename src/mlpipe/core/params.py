@@ -69,6 +69,7 @@ class MonitorParams(Section):
     max_error_ratio: Annotated[float, Field(gt=0)]
     max_psi: Annotated[float, Field(gt=0)]
     min_labelled: Annotated[int, Field(ge=2)]
+    min_drift_rows: Annotated[int, Field(ge=1)] = 200  # fewer live values of a column: no PSI
 
     _metric_known = field_validator("metric")(classmethod(lambda cls, value: known_metric(value)))
 

@@ -64,8 +64,11 @@ def labels(scored: pd.DataFrame, students: pd.DataFrame, names: history.Columns)
     return pd.to_datetime(found).notna().to_numpy().astype(np.int64)
 
 
-def drift(predictor: Predictor, sources: tuple[Path, Path], day: dt.date, probability: np.ndarray) -> dict:
-    """PSI of each static field, channel and the probabilities against the bundle's reference."""
+def drift(
+    predictor: Predictor, sources: tuple[Path, Path], day: dt.date, probability: np.ndarray, min_rows: int
+) -> dict[str, dict[str, Any]]:
+    """PSI of each static field, channel and the probabilities against the bundle's reference, with
+    the live sample size ``n``; with fewer than ``min_rows`` values, no PSI (``too_few``)."""
     document = (Path(predictor.folder) / reference.FILE).read_text(encoding="utf-8")
     ref = reference.Reference.from_dict(json.loads(document), reference.FILE)
     live = {name: sketch.empty_like() for name, sketch in ref.inputs.items()}
@@ -76,10 +79,15 @@ def drift(predictor: Predictor, sources: tuple[Path, Path], day: dt.date, probab
         observed = found.sequence[found.mask].astype(np.float64)
         for j, channel in enumerate(channels):
             live[f"history.{channel}"].add(observed[:, j])
-    prediction = ref.prediction.empty_like()
-    prediction.add(probability)
-    out = {name: round(reference.psi(ref.inputs[name], sketch), 6) for name, sketch in live.items()}
-    return {**out, "prediction": round(reference.psi(ref.prediction, prediction), 6)}
+    live["prediction"] = ref.prediction.empty_like()
+    live["prediction"].add(probability)
+    references = {**ref.inputs, "prediction": ref.prediction}
+    return {
+        name: {"psi": None, "n": sketch.total, "too_few": True}
+        if sketch.total < min_rows
+        else {"psi": round(reference.psi(references[name], sketch), 6), "n": sketch.total}
+        for name, sketch in live.items()
+    }
 
 
 def judge(
@@ -89,6 +97,7 @@ def judge(
     activity_path: str | Path,
     max_error_ratio: float,
     max_psi: float,
+    min_drift_rows: int = 200,
 ) -> dict[str, Any]:
     """The monitoring summary: live metrics by cutoff beside the test ones, drift, alerts, verdict."""
     spec = predictor.metadata.get("history")
@@ -110,10 +119,13 @@ def judge(
             if found["log_loss_ratio"] > max_error_ratio:
                 alerts.append(f"week {week}: live log loss {found['log_loss_ratio']:.2f}x the test's")
         live[str(int(week))] = found
-    measured = drift(
-        predictor, (Path(students_path), Path(activity_path)), day, scored["probability"].to_numpy()
-    )
-    alerts += [f"{name}: PSI {value:.3f} > {max_psi}" for name, value in measured.items() if value > max_psi]
+    sources = (Path(students_path), Path(activity_path))
+    measured = drift(predictor, sources, day, scored["probability"].to_numpy(), min_drift_rows)
+    alerts += [
+        f"{name}: PSI {value['psi']:.3f} > {max_psi}"
+        for name, value in measured.items()
+        if value["psi"] is not None and value["psi"] > max_psi
+    ]
     return {
         "model": predictor.name,
         "version": predictor.version,

@@ -92,13 +92,15 @@ def render(summary: dict[str, Any], daily: list[dict[str, Any]]) -> str:
                     f"<tr><td>{_cell(arm)}</td><td>{_cell(version)}</td><td>{_cell(name)}</td><td>{_cell(shown)}</td></tr>"
                 )
     parts.append("</table><h2>Drift (PSI against the training split)</h2><table>")
-    parts.append("<tr><th>column</th><th>PSI</th><th>chi-square p</th><th></th></tr>")
+    parts.append("<tr><th>column</th><th>PSI</th><th>chi-square p</th><th>n</th><th></th></tr>")
     measured = {**summary["drift"]["inputs"], "(prediction)": summary["drift"]["prediction"]}
     for name, values in sorted(measured.items(), key=lambda kv: -sortable(kv[1]["psi"])):
         width = min(300, int(300 * sortable(values["psi"]))) if sortable(values["psi"]) > 0 else 0
         css = "bar over" if sortable(values["psi"]) > summary["limits"]["max_psi"] else "bar"
+        psi = "too few" if values.get("too_few") else _cell(values["psi"])
         parts.append(
-            f"<tr><td>{_cell(name)}</td><td>{_cell(values['psi'])}</td><td>{_cell(values['p_value'])}</td>"
+            f"<tr><td>{_cell(name)}</td><td>{psi}</td>"
+            f"<td>{_cell(values['p_value'])}</td><td>{_cell(values.get('n', ''))}</td>"
             f"<td style='text-align:left'><div class='{css}' style='width:{width}px'></div></td></tr>"
         )
     parts.append("</table>")

@@ -89,11 +89,15 @@ def live_metrics(window: Day, served: Served) -> dict[str, dict[str, Any]]:
     return out
 
 
-def drift(window: Day, served: Served) -> dict[str, Any]:
-    def measure(ref: reference.Sketch, live: reference.Sketch | None) -> dict[str, float]:
-        if live is None or live.total == 0:
-            return {"psi": math.nan, "p_value": math.nan, "n": 0}
-        return {"psi": reference.psi(ref, live), "p_value": reference.chi_square(ref, live), "n": live.total}
+def drift(window: Day, served: Served, min_rows: int = 1) -> dict[str, Any]:
+    """PSI and the chi-square p-value of each input and of the prediction, with the live sample
+    size ``n``; a column with fewer than ``min_rows`` live values is not measured (``too_few``)."""
+
+    def measure(ref: reference.Sketch, live: reference.Sketch | None) -> dict[str, Any]:
+        n = 0 if live is None else live.total
+        if n < min_rows:
+            return {"psi": math.nan, "p_value": math.nan, "n": n, "too_few": True}
+        return {"psi": reference.psi(ref, live), "p_value": reference.chi_square(ref, live), "n": n}
 
     inputs = {c: measure(served.reference.inputs[c], window.inputs.get(c)) for c in served.inputs}
     return {"inputs": inputs, "prediction": measure(served.reference.prediction, window.prediction)}
@@ -113,11 +117,12 @@ def judge(
     """Live metrics, drift, the comparison, the alerts and the verdict of one window."""
     metric_loss(params.metric)
     live = live_metrics(window, served)
-    measured = drift(window, served)
+    measured = drift(window, served, params.min_drift_rows)
     own = live.get("champion", {}).get(served.version, {})
+    labelled = own.get("labelled", 0)
     alerts: list[str] = []
     ratio = own.get("ratio", {}).get(params.metric)
-    if ratio is not None and own["labelled"] >= params.min_labelled and ratio > params.max_error_ratio:
+    if ratio is not None and labelled >= params.min_labelled and ratio > params.max_error_ratio:
         alerts.append(
             f"live {params.metric} {own[params.metric]:.4g} is {ratio:.2f}x the bundle's test"
             f" {params.metric} {served.test_metrics[params.metric]:.4g} (max {params.max_error_ratio}x)"
@@ -135,15 +140,12 @@ def judge(
         comparison = compare(
             arm_sums(window, "champion"), arm_sums(window, "challenger"), params.metric, params.min_labelled
         )
-    labelled = own.get("labelled", 0)
-    if alerts:
-        verdict = "alert"
-    elif labelled < params.min_labelled:
+    verdict = "alert" if alerts else "healthy"
+    measured["too_few"] = sorted(name for name, values in every if values.get("too_few"))
+    if verdict == "healthy" and labelled < params.min_labelled:
         verdict = "not enough data"
         alerts.append(
             f"{labelled} labelled predictions of {served.version} in the window, fewer than"
             f" monitor.min_labelled ({params.min_labelled}): cannot judge"
         )
-    else:
-        verdict = "healthy"
     return live, measured, comparison, alerts, verdict
