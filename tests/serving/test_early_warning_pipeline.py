@@ -239,7 +239,8 @@ def test_the_server_answers_histories_and_names_the_week_and_field_of_a_bad_one(
         answer = client.post("/predict", json=bad)
         assert answer.status_code == 422
         fields = {p["field"] for p in answer.json()["detail"]}
-        assert fields == {"history[0].minutes", "history[1].likes"}
+        assert fields == {"history[0].minutes", "history[1]"}
+        assert "unknown channel 'likes'" in answer.json()["detail"][1]["message"]
         too_long = dict(records[0], history=[{}] * 9)
         answer = client.post("/predict", json=too_long)
         assert (

@@ -236,6 +236,15 @@ def test_huge_invalid_batches_deep_records_and_long_values_get_bounded_answers(
         rejected = samples(client)[sample("mlpipe_schema_rejections_total", field=inputs[0])]
         assert rejected == 10_000  # counted from the scoring process's problems, every one
 
+        huge = client.post("/predict", json=[{**record, "age": 1e308}] * 100)  # 309 digits each
+        assert huge.status_code == 422 and len(huge.content) < 20_000
+        assert "..." in huge.json()["detail"][0]["message"] and len(huge.json()["detail"][0]["message"]) < 150
+
+        named = client.post("/predict", json={**record, "n" * 900_000: 1, "note": "t" * 50_000})
+        assert named.status_code == 200  # extra fields are ignored, and logged cut
+        line = log.read_text().splitlines()[-1]
+        assert len(line) < 3_000 and json.loads(line)["record"]["n" * 77 + "..."] == 1
+
 
 def test_a_scoring_process_scores_as_the_server_and_refuses_a_folder_holding_another_version(
     built: Path, bundle_copy: Path, record: dict

@@ -37,7 +37,7 @@ def test_histories_of_any_length_are_padded_and_masked():
         ({"prior_gpa": 3, "age": 20}, "history", "must be a list of weeks, got NoneType"),
         ({"prior_gpa": 3, "age": 20, "history": [{}] * 4}, "history", "4 weeks, more than the model's 3"),
         ({"prior_gpa": 3, "age": 20, "history": [{}, 5]}, "history[1]", "must be an object of channels"),
-        ({"prior_gpa": 3, "age": 20, "history": [{"clicks": 2}]}, "history[0].clicks", "unknown channel"),
+        ({"prior_gpa": 3, "age": 20, "history": [{"clicks": 2}]}, "history[0]", "unknown channel 'clicks'"),
         ({"prior_gpa": 3, "age": 20, "history": [{}, {"minutes": "9"}]}, "history[1].minutes", "got str"),
         (
             {"prior_gpa": 3, "age": 20, "history": [{"score": float("inf")}]},
@@ -61,3 +61,10 @@ def test_every_problem_of_a_batch_is_reported_and_a_non_object_is_named():
     assert np.isnan(
         SCHEMA.parse([{"prior_gpa": 1, "age": 2, "history": [{"minutes": None}]}])["sequence"][0, 0, 0]
     )
+
+
+def test_an_unknown_channel_of_any_length_is_named_in_at_most_80_characters():
+    with pytest.raises(RecordError) as caught:
+        SCHEMA.parse([{"prior_gpa": 3, "age": 20, "history": [{"x" * 900_000: 1}]}])
+    (error,) = caught.value.errors
+    assert error.field == "history[0]" and len(error.message) < 200 and "'xxx" in error.message

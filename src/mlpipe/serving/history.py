@@ -6,8 +6,9 @@ activity, as in training). A batch of records with histories of different length
 the model's weeks and masked, so each record's answer is the one it gets alone.
 
 Every problem is named by row and field, ``history[3].minutes`` for a week's channel: a field that
-is missing or not a number, a week that is not an object, an unknown channel, or more weeks than
-the model reads (a history that runs past the cutoff it was trained for).
+is missing or not a number, a week that is not an object, an unknown channel (named in the message,
+cut to 80 characters, under the week's field ``history[3]``), or more weeks than the model reads (a
+history that runs past the cutoff it was trained for).
 """
 
 from __future__ import annotations
@@ -86,11 +87,10 @@ class HistorySchema:
                 )
                 continue
             unknown = sorted(set(values) - set(self.channels))
-            if unknown:
+            if unknown:  # named in the message, cut: a field (and a metrics label) stays bounded
+                known = ", ".join(self.channels)
                 errors.append(
-                    FieldError(
-                        row, f"{where}.{unknown[0]}", f"unknown channel (known: {', '.join(self.channels)})"
-                    )
+                    FieldError(row, where, f"unknown channel {quoted(unknown[0])} (known: {known})")
                 )
             for j, channel in enumerate(self.channels):
                 value = values.get(channel)

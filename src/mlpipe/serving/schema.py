@@ -65,9 +65,10 @@ class Field:
             frozenset(spec["allowed"]) if not strict and spec.get("allowed") is not None else None,
         )
 
-    def shown(self, value: float) -> int | float:
-        """A number as a message shows it: whole numbers of an integer field without ``.0``."""
-        return int(value) if self.kind == "integer" and value.is_integer() else value
+    def shown(self, value: float) -> str:
+        """A number as a message shows it: whole numbers of an integer field without ``.0``, cut to
+        80 characters (``1e308`` as an integer has 309 digits)."""
+        return quoted(int(value) if self.kind == "integer" and value.is_integer() else value)
 
 
 @dataclass

@@ -88,13 +88,37 @@ def field_problems(errors: Sequence[FieldError], rows: Sequence[int]) -> Problem
     return Problem(422, shown, fields=[e.field for e in errors], **extra)
 
 
+LOGGED_NAME = 80  # characters of a field name a log line keeps
+LOGGED_TEXT = 1_000  # characters of a text value a log line keeps
+LOGGED_NESTED = 65_536  # bytes of a list or object value (a history) a log line keeps
+
+
+def loggable(record: Any) -> Any:
+    """A record as a log line holds it: field names and text values cut (``...``), and a list or
+    object value over :data:`LOGGED_NESTED` bytes replaced by its size, so one request cannot write
+    a line of megabytes (a 900 KB field name once made a 900 KB line)."""
+    if not isinstance(record, dict):
+        return record
+    out = {}
+    for name, value in record.items():
+        if isinstance(value, str) and len(value) > LOGGED_TEXT:
+            value = value[: LOGGED_TEXT - 3] + "..."
+        elif isinstance(value, list | dict):
+            size = len(orjson.dumps(value))
+            if size > LOGGED_NESTED:
+                value = f"<{type(value).__name__} of {size} bytes: not logged>"
+        out[name if len(name) <= LOGGED_NAME else name[: LOGGED_NAME - 3] + "..."] = value
+    return out
+
+
 def log_lines(results: list[dict[str, Any]], records: list[Any], now: str) -> str:
-    """One JSON line per prediction, with its record; a record JSON cannot hold (nested too deep,
-    integers too large) is replaced by the reason, so logging never fails a request."""
+    """One JSON line per prediction, with its record (:func:`loggable`); a record JSON cannot hold
+    (nested too deep, integers too large) is replaced by the reason, so logging never fails a
+    request."""
     lines = []
     for result, record in zip(results, records, strict=True):
         try:
-            lines.append(orjson.dumps({"time": now, **result, "record": record}))
+            lines.append(orjson.dumps({"time": now, **result, "record": loggable(record)}))
         except (orjson.JSONEncodeError, RecursionError) as exc:
             lines.append(orjson.dumps({"time": now, **result, "record": None, "record_error": str(exc)}))
     return b"".join(line + b"\n" for line in lines).decode("utf-8")
