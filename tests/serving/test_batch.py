@@ -138,7 +138,8 @@ def test_the_readmes_example_files_are_scored_as_it_shows(built: Path, tmp_path:
     root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
     assert "mlpipe predict data/examples/sessions.csv -o scored.csv" in readme
-    assert "curl -s localhost:8000/predict -d @data/examples/record.json" in readme
+    curl = "curl -s localhost:8000/predict -H 'content-type: application/json' -d @data/examples/record.json"
+    assert curl in readme
     record = json.loads((root / "data" / "examples" / "record.json").read_text())
     sessions = pd.read_csv(root / "data" / "examples" / "sessions.csv")
     assert record == json.loads(sessions.head(1).to_json(orient="records"))[0]

@@ -122,9 +122,37 @@ def test_predict_one_record_and_a_batch(service, built: Path, record: dict):
 def test_the_readmes_example_record_is_answered(service):
     client, _ = service
     example = Path(__file__).resolve().parents[2] / "data" / "examples" / "record.json"
-    answer = client.post("/predict", content=example.read_bytes())  # as `curl -d @...` sends it
+    answer = client.post(  # as the README's `curl -H 'content-type: application/json' -d @...` sends it
+        "/predict", content=example.read_bytes(), headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 200 and answer.json()["arm"] == "champion"
     assert isinstance(answer.json()["prediction"], float)
+
+
+def test_a_body_must_be_uncompressed_utf8_json_or_it_gets_415_naming_the_header(service, record: dict):
+    import gzip
+
+    client, _ = service
+    body = json.dumps(record).encode()
+    cases = {
+        "gzip": ({"content-encoding": "gzip", "content-type": "application/json"}, gzip.compress(body)),
+        "raw JSON labelled gzip": ({"content-encoding": "gzip"}, body),
+        "text/plain": ({"content-type": "text/plain"}, body),
+        "curl -d without -H": ({"content-type": "application/x-www-form-urlencoded"}, body),
+        "latin-1": ({"content-type": "application/json; charset=latin-1"}, body),
+    }
+    for case, (headers, content) in cases.items():
+        answer = client.post("/predict", content=content, headers=headers)
+        assert answer.status_code == 415, case
+        assert any(h in answer.json()["detail"] for h in ("Content-Encoding", "Content-Type", "charset")), (
+            case
+        )
+    for headers in (
+        {},
+        {"content-type": "application/json; charset=UTF-8"},
+        {"content-encoding": "identity"},
+    ):
+        assert client.post("/predict", content=body, headers=headers).status_code == 200, headers
 
 
 def test_malformed_requests_get_4xx_naming_the_field(service, record: dict):

@@ -11,13 +11,38 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 
-from mlpipe.serving.schema import FieldError
+from mlpipe.serving.schema import FieldError, quoted
 
 MAX_PROBLEMS = 100  # problems listed in a 422; the response says how many there were
 
 
 def json_response(status: int, payload: Any) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def check_headers(request: Request) -> None:
+    """A ``/predict`` body must be JSON as sent: no content coding, a JSON media type (or none, as a
+    bare client sends it), UTF-8.
+
+    Raises:
+        Problem: 415 naming the header, for a compressed body (``Content-Encoding: gzip``: decoding
+            it would let a small body expand past the size limit), a media type that is not JSON
+            (``text/plain``, or the form type ``curl -d`` sends without ``-H``), or a charset that is
+            not UTF-8.
+    """
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise Problem(415, f"Content-Encoding {quoted(coding)} is not accepted: send the JSON uncompressed")
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    media, *parameters = [part.strip().lower() for part in declared.split(";")]
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise Problem(415, f"Content-Type {quoted(media)} is not JSON: send application/json")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            raise Problem(415, f"charset {quoted(value.strip())} is not accepted: send UTF-8 JSON")
 
 
 async def read_body(request: Request, limit: int, timeout: float) -> bytes | None:

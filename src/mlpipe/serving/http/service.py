@@ -27,6 +27,7 @@ from mlpipe.serving.http import scoring
 from mlpipe.serving.http.batching import Batcher
 from mlpipe.serving.http.bodies import (
     Problem,
+    check_headers,
     json_response,
     log_lines,
     parse_records,
@@ -268,6 +269,7 @@ class Service:
         start = time.perf_counter()
         try:
             limit = self.settings.max_body_bytes
+            check_headers(request)
             body = await read_body(request, limit, self.settings.body_timeout)
             records, single = parse_records(body, limit, self.settings.max_batch)
             self.require_ready()
