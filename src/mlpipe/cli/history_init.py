@@ -168,7 +168,9 @@ def init_history(
     if folder.exists():
         raise PipelineError(f"{folder}: exists already (choose another name, or remove it)")
     paths = [repo_file(p, root) for p in (students_path, activity_path)]
-    students, activity = (pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in paths)
+    from mlpipe.features.point_in_time import read_table
+
+    students, activity = (read_table(p) for p in paths)
     values, why = history_section(students, activity, infer_columns(students, activity, given))
     document = writing.yaml_writer().load((root / TEMPLATE / "params.yaml").read_text(encoding="utf-8"))
     del document["simulate"]

@@ -30,15 +30,28 @@ def columns_of(params: HistoryParams) -> history.Columns:
     return history.Columns(params.key, params.timestamp, params.start, params.outcome)
 
 
-def read_students(path: str | Path, params: HistoryParams) -> pd.DataFrame:
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A student table (or a scored one) from a Parquet or CSV file.
+
+    Raises:
+        PipelineError: for another file type.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    raise PipelineError(f"{path}: read .parquet or .csv")
+
+
+def checked_students(frame: pd.DataFrame, columns: history.Columns, static: list[str]) -> pd.DataFrame:
     """The student table under the standard names, its static columns checked.
 
     Raises:
-        PipelineError: naming a missing or non-numeric static column, or a repeated key.
+        PipelineError: naming a missing, non-numeric or null static column, or a repeated key.
     """
-    frame = pd.read_parquet(path)
-    students, _ = columns_of(params).standard(frame, pd.DataFrame(columns=[params.key, params.timestamp]))
-    for column in params.static:
+    students, _ = columns.standard(frame, pd.DataFrame(columns=[columns.key, columns.timestamp]))
+    for column in static:
         if column not in students.columns:
             raise PipelineError(f"the student table has no static column {column!r}")
         if not pd.api.types.is_numeric_dtype(students[column]) or pd.api.types.is_bool_dtype(
@@ -52,27 +65,36 @@ def read_students(path: str | Path, params: HistoryParams) -> pd.DataFrame:
             raise PipelineError(f"static column {column!r} is null in row {row} of the student table")
     repeated = students["student_id"].duplicated()
     if repeated.any():
-        raise PipelineError(f"student table: {params.key} {students['student_id'][repeated].iloc[0]} repeats")
+        raise PipelineError(
+            f"student table: {columns.key} {students['student_id'][repeated].iloc[0]} repeats"
+        )
     return students
 
 
-def activity_frames(path: str | Path, params: HistoryParams) -> Iterator[pd.DataFrame]:
-    """The activity table's key, timestamp and channels, ``batch_rows`` rows at a time.
+def activity_frames(
+    path: str | Path, columns: history.Columns, channels: list[str], batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """The activity table's key, timestamp and channels (Parquet or CSV), ``batch_rows`` rows at a
+    time, under the standard names.
 
     Raises:
         PipelineError: naming a declared column the table lacks.
     """
+    wanted = [columns.key, columns.timestamp, *channels]
+    renamed = {columns.key: "student_id", columns.timestamp: "date"}
+    if Path(path).suffix.lower() != ".parquet":
+        for frame in pd.read_csv(path, usecols=wanted, chunksize=batch_rows):
+            yield frame.rename(columns=renamed)
+        return
     import pyarrow.parquet as pq
 
     file = pq.ParquetFile(path)
-    wanted = [params.key, params.timestamp, *params.channels]
     missing = [c for c in wanted if c not in file.schema_arrow.names]
     if missing:
         raise PipelineError(
             f"the activity table has no column {missing[0]!r} (it has: {', '.join(file.schema_arrow.names)})"
         )
-    renamed = {params.key: "student_id", params.timestamp: "date"}
-    for batch in file.iter_batches(batch_size=params.batch_rows, columns=wanted):
+    for batch in file.iter_batches(batch_size=batch_rows, columns=wanted):
         yield batch.to_pandas().rename(columns=renamed)
 
 
@@ -92,11 +114,13 @@ def build(
 ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """Every split's arrays (:data:`ARRAYS`, rows of every cutoff, cutoff by cutoff within each
     batch of students) and the aggregates' column names."""
-    students = read_students(students_path, params)
+    students = checked_students(read_table(students_path), columns_of(params), params.static)
     split = pd.Series(split_of(students["student_id"].to_numpy(), seed, params), students["student_id"])
     parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in SPLITS}
     names: list[str] = []
-    for some, batch in history.by_student_batch(students, activity_frames(activity_path, params)):
+    for some, batch in history.by_student_batch(
+        students, activity_frames(activity_path, columns_of(params), list(params.channels), params.batch_rows)
+    ):
         for cutoff in params.cutoffs:
             found = history.as_of(some, batch, cutoff, params.weeks, params.channels, params.static)
             names = list(found.aggregates.columns)

@@ -24,7 +24,7 @@ import pandas as pd
 from mlpipe.bundle import reference
 from mlpipe.core.errors import PipelineError
 from mlpipe.evaluation.early_warning import cutoff_metrics
-from mlpipe.features import history
+from mlpipe.features import history, point_in_time
 from mlpipe.serving import as_of
 from mlpipe.serving.predictor import Predictor
 
@@ -35,7 +35,7 @@ def read_scored(path: str | Path, key: str, version: str) -> pd.DataFrame:
     Raises:
         PipelineError: naming what does not fit.
     """
-    scored = as_of.read_table(path)
+    scored = point_in_time.read_table(path)
     missing = [c for c in (key, "as_of", "cutoff_week", "probability", "version") if c not in scored.columns]
     if missing:
         raise PipelineError(f"{path}: no column {missing[0]!r}: not a file `mlpipe predict --as-of` wrote")
@@ -73,7 +73,7 @@ def drift(
     ref = reference.Reference.from_dict(json.loads(document), reference.FILE)
     live = {name: sketch.empty_like() for name, sketch in ref.inputs.items()}
     channels = list(predictor.metadata["history"]["channels"])
-    for found in as_of.histories(predictor, *sources, day, 500_000, as_of.Report()):
+    for found in as_of.histories(predictor, *sources, day, as_of.BATCH_ROWS, as_of.Report()):
         for name in found.static.columns:
             live[name].add(found.static[name].to_numpy(np.float64))
         observed = found.sequence[found.mask].astype(np.float64)
@@ -106,7 +106,7 @@ def judge(
     names = history.Columns(**spec["columns"])
     scored = read_scored(scored_path, names.key, predictor.version)
     day = pd.Timestamp(scored["as_of"].iloc[0]).date() if len(scored) else None
-    label = labels(scored, as_of.read_table(students_path), names)
+    label = labels(scored, point_in_time.read_table(students_path), names)
     live, alerts = {}, []
     tested = predictor.metadata.get("metrics", {}).get("by_cutoff", {})
     for week in sorted(scored["cutoff_week"].unique()):

@@ -25,8 +25,10 @@ import pandas as pd
 
 from mlpipe.core import files
 from mlpipe.core.errors import PipelineError
-from mlpipe.features import history
+from mlpipe.features import history, point_in_time
 from mlpipe.serving.predictor import Predictor
+
+BATCH_ROWS = 500_000  # activity rows read at a time
 
 
 @dataclass
@@ -35,38 +37,6 @@ class Report:
     not_begun: int = 0  # no whole week of the term before the date
     left: int = 0  # dropped out on or before the date
     seconds: float = 0.0
-
-
-def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path, columns=columns)
-    if suffix == ".csv":
-        return pd.read_csv(path, usecols=columns)
-    raise PipelineError(f"{path}: read .parquet or .csv")
-
-
-def activity_frames(
-    path: str | Path, names: history.Columns, channels: list[str], batch_rows: int
-) -> Iterator[pd.DataFrame]:
-    """The activity table's key, timestamp and channels, ``batch_rows`` rows at a time, under the
-    standard names."""
-    wanted = [names.key, names.timestamp, *channels]
-    renamed = {names.key: "student_id", names.timestamp: "date"}
-    if Path(path).suffix.lower() != ".parquet":
-        for frame in pd.read_csv(path, usecols=wanted, chunksize=batch_rows):
-            yield frame.rename(columns=renamed)
-        return
-    import pyarrow.parquet as pq
-
-    file = pq.ParquetFile(path)
-    missing = [c for c in wanted if c not in file.schema_arrow.names]
-    if missing:
-        raise PipelineError(
-            f"{path}: no column {missing[0]!r} (it has: {', '.join(file.schema_arrow.names)})"
-        )
-    for batch in file.iter_batches(batch_size=batch_rows, columns=wanted):
-        yield batch.to_pandas().rename(columns=renamed)
 
 
 def cohort(students: pd.DataFrame, as_of: dt.date, weeks: int, report: Report) -> pd.DataFrame:
@@ -95,9 +65,13 @@ def histories(
     if spec is None:
         raise PipelineError(f"{predictor.name} reads no history: --as-of scores early-warning models")
     names, static = history.Columns(**spec["columns"]), list(predictor.metadata["inputs"])
-    chosen = cohort(read_students(students_path, names, static), as_of, int(spec["weeks"]), report)
+    table = point_in_time.read_table(students_path)
+    if names.outcome not in table.columns:  # no outcome yet: every student is enrolled
+        table = table.assign(**{names.outcome: pd.NaT})
+    students = point_in_time.checked_students(table, names, static)
+    chosen = cohort(students, as_of, int(spec["weeks"]), report)
     for cutoff in sorted(chosen["cutoff"].unique()):
-        frames = activity_frames(activity_path, names, list(spec["channels"]), batch_rows)
+        frames = point_in_time.activity_frames(activity_path, names, list(spec["channels"]), batch_rows)
         for some, batch in history.by_student_batch(chosen[chosen["cutoff"] == cutoff], frames):
             batch = batch[np.isin(batch["student_id"].to_numpy(), some["student_id"].to_numpy())]
             yield history.as_of(some, batch, int(cutoff), int(spec["weeks"]), spec["channels"], static)
@@ -112,32 +86,13 @@ def inputs_of(found: history.History) -> dict[str, np.ndarray]:
     }
 
 
-def read_students(path: str | Path, names: history.Columns, static: list[str]) -> pd.DataFrame:
-    """The student table under the standard names (no outcome column: all enrolled).
-
-    Raises:
-        PipelineError: naming a missing static column, or the first row where one is null.
-    """
-    table = read_table(path)
-    if names.outcome not in table.columns:
-        table = table.assign(**{names.outcome: pd.NaT})
-    students, _ = names.standard(table, pd.DataFrame(columns=[names.key, names.timestamp]))
-    for name in static:
-        if name not in students.columns:
-            raise PipelineError(f"{path}: no static column {name!r}")
-        if students[name].isna().any():
-            row = int(np.flatnonzero(students[name].isna().to_numpy())[0])
-            raise PipelineError(f"{path}: row {row}: {name} is null")
-    return students
-
-
 def score(
     predictor: Predictor,
     students_path: str | Path,
     activity_path: str | Path,
     as_of: dt.date,
     output: str | Path,
-    batch_rows: int = 500_000,
+    batch_rows: int = BATCH_ROWS,
 ) -> Report:
     """Score every enrolled student as of ``as_of`` into ``output`` (.parquet or .csv): the key,
     the date, the cutoff week, the probability, whether it is flagged, the model's name and version.
